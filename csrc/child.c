@@ -1,0 +1,154 @@
+#include "child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "landlock.h"
+#include "policy.h"
+#include "util.h"
+
+static int step_process_group(const struct sbx_child_plan *p)
+{
+    (void)p;
+    return setpgid(0, 0) < 0 ? -errno : 0;
+}
+
+static int step_parent_death(const struct sbx_child_plan *p)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        return -errno;
+    /* The supervisor may have died before the prctl took effect. */
+    return getppid() == p->supervisor ? 0 : -ESRCH;
+}
+
+/* 0,1,2 = /dev/null and the capture pipes, 3 = report, 4 = Landlock ruleset
+ * (closed after use); everything else is closed. */
+static int step_descriptors(const struct sbx_child_plan *p)
+{
+    int ruleset_target = 4;
+    /* Move the report pipe first: the others may be dup2'ed over its number. */
+    int rep = fcntl(p->report_fd, F_DUPFD_CLOEXEC, 10);
+    int rules = p->ruleset_fd >= 0 ? fcntl(p->ruleset_fd, F_DUPFD_CLOEXEC, 10) : -1;
+    if (rep < 0 || (p->ruleset_fd >= 0 && rules < 0))
+        return -errno;
+    if (dup2(p->stdin_fd, 0) < 0 || dup2(p->stdout_fd, 1) < 0 ||
+        dup2(p->stderr_fd, 2) < 0 || dup3(rep, SBX_CHILD_REPORT_FD, O_CLOEXEC) < 0)
+        return -errno;
+    if (rules >= 0 && dup3(rules, ruleset_target, O_CLOEXEC) < 0)
+        return -errno;
+    unsigned first_closed = rules >= 0 ? 5 : 4;
+    if (syscall(SYS_close_range, first_closed, ~0U, 0) < 0)
+        return -errno;
+    return 0;
+}
+
+static int set_limit(int resource, rlim_t soft, rlim_t hard)
+{
+    struct rlimit rl = {.rlim_cur = soft, .rlim_max = hard};
+    return setrlimit(resource, &rl) < 0 ? -errno : 0;
+}
+
+static int step_rlimits(const struct sbx_child_plan *p)
+{
+    int rc = 0;
+    if (p->cpu_s > 0) {
+        /* The soft limit sends SIGXCPU; the hard one a second later SIGKILL,
+         * for programs that ignore SIGXCPU. */
+        rlim_t soft = (rlim_t)ceil(p->cpu_s);
+        rc = set_limit(RLIMIT_CPU, soft, soft + 1);
+    }
+    if (rc == 0 && p->address_space_bytes)
+        rc = set_limit(RLIMIT_AS, p->address_space_bytes, p->address_space_bytes);
+    if (rc == 0)
+        rc = set_limit(RLIMIT_FSIZE, 0, 0);
+    if (rc == 0)
+        rc = set_limit(RLIMIT_CORE, 0, 0);
+    if (rc == 0)
+        rc = set_limit(RLIMIT_MEMLOCK, 0, 0);
+    if (rc == 0 && p->nofile > 0)
+        rc = set_limit(RLIMIT_NOFILE, (rlim_t)p->nofile, (rlim_t)p->nofile);
+    return rc;
+}
+
+static int keep_only_dac_read(void)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct data[2] = {{0}};
+    data[0].effective = data[0].permitted = 1u << CAP_DAC_READ_SEARCH;
+    return syscall(SYS_capset, &hdr, data) < 0 ? -errno : 0;
+}
+
+static int step_privileges(const struct sbx_child_plan *p)
+{
+    if (p->drop_uid < 0)
+        return 0;
+    if (setgroups(0, NULL) < 0 || setresgid(p->drop_gid, p->drop_gid, p->drop_gid) < 0)
+        return -errno;
+    if (p->keep_dac_read && prctl(PR_SET_KEEPCAPS, 1) < 0)
+        return -errno;
+    if (setresuid(p->drop_uid, p->drop_uid, p->drop_uid) < 0)
+        return -errno;
+    return p->keep_dac_read ? keep_only_dac_read() : 0;
+}
+
+static int step_no_new_privs(const struct sbx_child_plan *p)
+{
+    (void)p;
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -errno : 0;
+}
+
+static int step_landlock(const struct sbx_child_plan *p)
+{
+    if (p->ruleset_fd < 0)
+        return 0;
+    int rc = sbx_landlock_enforce(4);
+    close(4);
+    return rc;
+}
+
+static int step_seccomp(const struct sbx_child_plan *p)
+{
+    return p->filter ? sbx_policy_load(p->filter) : 0;
+}
+
+struct step {
+    const char *name;
+    int (*run)(const struct sbx_child_plan *p);
+};
+
+static const struct step STEPS[] = {
+    {"process_group", step_process_group},
+    {"parent_death", step_parent_death},
+    {"descriptors", step_descriptors},
+    {"rlimits", step_rlimits},
+    {"privileges", step_privileges},
+    {"no_new_privs", step_no_new_privs},
+    {"landlock", step_landlock},
+    {"seccomp", step_seccomp}, /* last: everything above needs syscalls it denies */
+};
+
+void sbx_child_setup(const struct sbx_child_plan *plan)
+{
+    for (size_t i = 0; i < sizeof STEPS / sizeof STEPS[0]; i++) {
+        int rc = STEPS[i].run(plan);
+        if (rc == 0)
+            continue;
+        /* Before step_descriptors the report pipe still has its old number. */
+        int fd = i < 3 ? plan->report_fd : SBX_CHILD_REPORT_FD;
+        char msg[96];
+        int n = snprintf(msg, sizeof msg, "S%s:%s", STEPS[i].name, strerror(-rc));
+        if (n > 0)
+            (void)sbx_write_all(fd, msg, (size_t)n);
+        _exit(SBX_EXIT_SETUP);
+    }
+}

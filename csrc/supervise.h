@@ -1,0 +1,38 @@
+/* The zygote's loop: read requests from the caller, fork one child per
+ * program, supervise many at once (pidfds, capture pipes, deadlines), and
+ * send each outcome back, classified. */
+#ifndef SBX_SUPERVISE_H
+#define SBX_SUPERVISE_H
+
+#include <linux/filter.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sbx_config {
+    const struct sock_fprog *filter;         /* NULL = no seccomp */
+    const struct sock_fprog *filter_threads; /* the same, threads allowed */
+    int ruleset_fd;                          /* Landlock ruleset, or -1 */
+    int drop_uid, drop_gid;                  /* -1 = keep */
+    bool keep_dac_read;
+    uint64_t base_address_space;  /* the zygote's own mappings, added to memory limits */
+    int max_running;              /* programs running at normal priority */
+    double demote_after_s;        /* a program running longer is demoted */
+    int nofile;
+    /* Fork hooks of the embedding interpreter (may be NULL). */
+    void (*before_fork)(void);
+    void (*after_fork_parent)(void);
+};
+
+/* What a child must run once sbx_serve returns in it. */
+struct sbx_job {
+    char *code;
+    size_t code_len;
+};
+
+/* Serve requests from in_fd, answer on out_fd.
+ * Returns 0 in the zygote at end of input (every child killed and reaped),
+ * 1 in a freshly set-up child with *job filled, or -errno on a fatal error. */
+int sbx_serve(int in_fd, int out_fd, const struct sbx_config *cfg, struct sbx_job *job);
+
+#endif

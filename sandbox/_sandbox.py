@@ -1,0 +1,222 @@
+"""Sandbox: run many untrusted programs at once, each in a fresh isolated child."""
+from __future__ import annotations
+
+import itertools
+import os
+import selectors
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Iterable, Sequence, Union
+
+from sandbox import _isolation
+from sandbox._protocol import encode_request
+from sandbox._types import Limits, Result, Status
+from sandbox._worker import Worker, WorkerStartError
+
+Program = Union[str, Sequence[str]]
+
+DEFAULT_PRELOAD = ("math", "cmath", "fractions", "decimal", "itertools", "functools",
+                   "collections", "random", "re", "sympy", "numpy")
+
+# Touch what the preloaded libraries load lazily on first use, so that no child
+# pays for it: sympy imports many submodules and fills caches on the first
+# solve/simplify/integrate; numpy's linalg and printing do the same.
+DEFAULT_WARMUP = """
+import sympy, numpy
+x, y = sympy.symbols('x y')
+sympy.solve([x + y - 3, x - y - 1], [x, y]); sympy.solve(x**2 - 2, x)
+sympy.simplify(sympy.sin(x)**2 + sympy.cos(x)**2); sympy.factor(x**2 - 1)
+sympy.expand((x + 1)**3); sympy.integrate(x**2, (x, 0, 1)); sympy.diff(sympy.exp(x), x)
+sympy.Rational(3, 4) + sympy.sqrt(8); sympy.nsimplify(0.5); sympy.N(sympy.pi, 20)
+sympy.limit(sympy.sin(x) / x, x, 0); sympy.series(sympy.exp(x), x, 0, 3)
+sympy.Matrix([[1, 2], [3, 4]]).det(); sympy.isprime(97); sympy.factorint(360)
+sympy.binomial(10, 3); sympy.latex(x**2 / 3); str(sympy.Eq(x, 1))
+a = numpy.array([[2.0, 1.0], [1.0, 3.0]]); numpy.linalg.solve(a, [1.0, 2.0])
+numpy.linalg.inv(a); numpy.linalg.eigvals(a); str(a); repr(numpy.arange(3))
+from fractions import Fraction; str(Fraction(1, 3) + 1)
+"""
+
+SLACK_S = 10.0  # a zygote silent this long past every deadline is considered hung
+
+
+class Sandbox:
+    """A pool of pre-warmed zygotes that run programs in isolated children.
+
+    Args:
+        workers: zygote processes (each forks its own children).
+        limits: default limits of every program.
+        preload: modules every zygote imports before forking.
+        warmup: code every zygote runs once after the imports.
+        slots: programs a zygote runs at once at normal priority; programs that
+            run longer than `demote_after_s` drop to low priority and free
+            their slot, so a few never-ending programs never stall a batch.
+        demote_after_s: see `slots`.
+        seccomp, landlock, drop_privileges: switch a protection off (for
+            diagnosis only; `python -m sandbox check` shows what is active).
+        start_timeout_s: how long a zygote may take to import and warm up.
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        limits: Limits | None = None,
+        preload: Iterable[str] = DEFAULT_PRELOAD,
+        warmup: str = DEFAULT_WARMUP,
+        slots: int = 2,
+        demote_after_s: float = 1.0,
+        seccomp: bool = True,
+        landlock: bool = True,
+        drop_privileges: bool = True,
+        start_timeout_s: float = 120.0,
+    ):
+        if workers < 1 or slots < 1:
+            raise ValueError(f"workers and slots must be >= 1, got {workers} and {slots}")
+        self.limits = limits or Limits()
+        self.isolation = _isolation.decide(seccomp, landlock, drop_privileges)
+        self._config = {
+            "sys_path": [p for p in sys.path if p and os.path.isabs(p)],
+            "preload": list(preload),
+            "warmup": warmup,
+            "slots": slots,
+            "demote_after_s": demote_after_s,
+            "nofile": 64,
+            **self.isolation.as_config(),
+        }
+        self._start_timeout_s = start_timeout_s
+        self._slots = slots
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._workers = [Worker(self._config, start_timeout_s) for _ in range(workers)]
+        self._finalizer = weakref.finalize(self, _stop_all, self._workers)
+        self.restarts = 0
+        try:
+            for w in self._workers:  # start all, then wait: imports run in parallel
+                w.start()
+            for w in self._workers:
+                w.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- public API ------------------------------------------------------
+    def run(self, program: Program, limits: Limits | None = None) -> Result:
+        """Run one program; see `run_batch`."""
+        return self.run_batch([program], limits)[0]
+
+    def run_batch(self, programs: Sequence[Program], limits: Limits | None = None) -> list[Result]:
+        """Run every program, each in a fresh isolated child; results in input order.
+
+        A program is source text or the sequence of its steps' source texts
+        (joined by newlines into one program). Bad input gives a
+        `sandbox_error` result, never an exception.
+        """
+        limits = limits or self.limits
+        results: list[Result | None] = [None] * len(programs)
+        todo: deque[tuple[int, bytes]] = deque()
+        for i, program in enumerate(programs):
+            code = _encode(program)
+            if isinstance(code, Result):
+                results[i] = code
+            else:
+                todo.append((i, code))
+        with self._lock:
+            if not self._finalizer.alive:
+                raise RuntimeError("Sandbox is closed")
+            try:
+                self._dispatch(todo, results, limits)
+            except BaseException:
+                # Interrupted mid-batch: programs still in flight must not
+                # leak into the next batch, so their zygotes start afresh.
+                for w in self._workers:
+                    if w.in_flight:
+                        self._restart(w, results, "interrupted")
+                raise
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Stop every zygote; no process of this sandbox survives it."""
+        self._finalizer()
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def info(self) -> list[dict]:
+        """What each zygote reported at start-up (pid, warm-up seconds, RSS)."""
+        return [w.info for w in self._workers]
+
+    # -- dispatch --------------------------------------------------------
+    def _dispatch(self, todo: deque, results: list, limits: Limits) -> None:
+        patience = limits.wall_s + SLACK_S
+        with selectors.DefaultSelector() as sel:
+            for w in self._workers:
+                if not w.alive:
+                    self._restart(w, results, "zygote exited")
+                sel.register(w.fileno(), selectors.EVENT_READ, w)
+            last_progress = time.monotonic()
+            while todo or any(w.in_flight for w in self._workers):
+                for w in sorted(self._workers, key=lambda w: w.load):
+                    # One request beyond the slots hides the round trip.
+                    while todo and w.load <= self._slots:
+                        index, code = todo.popleft()
+                        request_id = next(self._ids)
+                        try:
+                            w.send(request_id, index, encode_request(request_id, code, limits))
+                        except (BrokenPipeError, OSError):
+                            self._replace(sel, w, results, "zygote exited")
+                            break
+                for key, _ in sel.select(timeout=1.0):
+                    w = key.data
+                    if w.read():
+                        for index, result in w.frames():
+                            results[index] = result
+                        last_progress = time.monotonic()
+                    else:
+                        self._replace(sel, w, results, "zygote exited")
+                if time.monotonic() - last_progress > patience:
+                    for w in self._workers:
+                        if w.in_flight:
+                            self._replace(sel, w, results, "zygote stopped answering")
+                    last_progress = time.monotonic()
+
+    def _replace(self, sel, w: Worker, results: list, why: str) -> None:
+        sel.unregister(w.fileno())
+        self._restart(w, results, why)
+        sel.register(w.fileno(), selectors.EVENT_READ, w)
+
+    def _restart(self, w: Worker, results: list, why: str) -> None:
+        log = w.stop()
+        message = f"sandbox: {why}" + (f": {log.splitlines()[-1]}" if log else "")
+        for index in w.in_flight.values():
+            results[index] = Result.sandbox_error(message)
+        w.in_flight.clear()
+        w.demoted.clear()
+        w.buf.clear()
+        self.restarts += 1
+        try:
+            w.start()
+            w.wait_ready()
+        except WorkerStartError as exc:
+            raise RuntimeError(f"sandbox: could not restart a zygote: {exc}") from exc
+
+
+def _encode(program: object) -> bytes | Result:
+    if isinstance(program, str):
+        text = program
+    elif isinstance(program, Sequence) and all(isinstance(s, str) for s in program):
+        text = "\n".join(program)
+    else:
+        return Result.sandbox_error(
+            f"a program must be a str or a sequence of str, not {type(program).__name__}")
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _stop_all(workers: list[Worker]) -> None:
+    for w in workers:
+        w.stop()

@@ -1,0 +1,138 @@
+"""One zygote process, seen from the caller: start, send, receive, stop."""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from sandbox._protocol import READY, decode_frames
+
+# The zygote's environment: one thread per numeric library, so that forked
+# children never inherit (or need) thread pools.
+SINGLE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+BOOT = "import sys; sys.path[:] = {path!r}; from sandbox._zygote import main; main()"
+
+
+class WorkerStartError(RuntimeError):
+    """A zygote could not start; the message carries its stderr."""
+
+
+class Worker:
+    """A zygote and the requests it has in flight."""
+
+    def __init__(self, config: dict, start_timeout_s: float):
+        self.config = config
+        self.start_timeout_s = start_timeout_s
+        self.proc: subprocess.Popen | None = None
+        self.buf = bytearray()
+        self.in_flight: dict[int, int] = {}  # request id -> batch index
+        self.demoted: set[int] = set()
+        self.info: dict = {}
+
+    # -- life cycle ----------------------------------------------------
+    def start(self) -> None:
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = [package_parent] + self.config["sys_path"]
+        self._log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", BOOT.format(path=path), json.dumps(self.config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            cwd="/",
+            env={**os.environ, **SINGLE_THREAD_ENV},
+            start_new_session=True,  # a Ctrl-C in the caller's terminal is the caller's
+        )
+
+    def wait_ready(self) -> dict:
+        """Block until the zygote says it is ready; raise WorkerStartError if it dies."""
+        deadline = time.monotonic() + self.start_timeout_s
+        fd = self.proc.stdout.fileno()
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while True:
+                if len(self.buf) >= READY.size:
+                    (size,) = READY.unpack_from(self.buf)
+                    if len(self.buf) >= READY.size + size:
+                        self.info = json.loads(bytes(self.buf[READY.size:READY.size + size]))
+                        del self.buf[:READY.size + size]
+                        if self.info["failures"]:
+                            self.stop()
+                            raise WorkerStartError("; ".join(self.info["failures"]))
+                        return self.info
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.stop()
+                    raise WorkerStartError(f"zygote not ready after {self.start_timeout_s:.0f} s")
+                if sel.select(left) and not self.read():
+                    raise WorkerStartError(f"zygote exited during start-up: {self.stop()}")
+
+    def stop(self) -> str:
+        """Close the zygote's input (it kills its children and exits), then make
+        sure it is gone. Returns what it wrote to stderr."""
+        if self.proc is None:
+            return ""
+        proc, self.proc = self.proc, None
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # children die with it (PDEATHSIG)
+            proc.wait()
+        self._log.seek(0)
+        log = self._log.read().decode("utf-8", "replace").strip()
+        self._log.close()
+        return log[-2000:]
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- traffic ---------------------------------------------------------
+    @property
+    def load(self) -> int:
+        """Requests that occupy a running slot (demoted ones do not)."""
+        return len(self.in_flight) - len(self.demoted)
+
+    def send(self, request_id: int, index: int, frame: bytes) -> None:
+        self.in_flight[request_id] = index
+        self.proc.stdin.write(frame)
+        self.proc.stdin.flush()
+
+    def fileno(self) -> int:
+        return self.proc.stdout.fileno()
+
+    def read(self) -> bool:
+        """Read what is available; False at end of file (the zygote died)."""
+        chunk = os.read(self.fileno(), 1 << 20)
+        if not chunk:
+            return False
+        self.buf += chunk
+        return True
+
+    def frames(self):
+        for kind, request_id, result in decode_frames(self.buf):
+            if result is None:
+                self.demoted.add(request_id)
+                continue
+            self.demoted.discard(request_id)
+            index = self.in_flight.pop(request_id, None)
+            if index is not None:
+                yield index, result
