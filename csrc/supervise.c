@@ -551,14 +551,15 @@ int sbx_serve(int in_fd, int out_fd, const struct sbx_config *cfg, struct sbx_jo
     if ((rc = sbx_set_nonblock(in_fd, 1)) < 0 || (rc = sbx_set_nonblock(out_fd, 1)) < 0)
         goto out;
     for (;;) {
+        /* Finish first: a finished child frees the slot a queued request needs. */
+        if ((rc = finish_done(&s, sbx_now())) < 0)
+            goto out;
         rc = start_queued(&s, job);
         if (rc == 1)
             return 1; /* in the child: its setup already closed every other fd */
         if (rc < 0)
             goto out;
         double now = sbx_now();
-        if ((rc = finish_done(&s, now)) < 0)
-            goto out;
         if (s.input_closed) {
             /* The caller is gone or closed us: nothing may outlive it. */
             rc = 0;

@@ -39,3 +39,7 @@ cdef extern from "supervise.h" nogil:
         size_t code_len
 
     int sbx_serve(int in_fd, int out_fd, const sbx_config *cfg, sbx_job *job)
+
+
+cdef extern from "memory.h" nogil:
+    long long sbx_collapse_heap()

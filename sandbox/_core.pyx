@@ -9,7 +9,7 @@ import os
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdlib cimport free, malloc
 
-from sandbox._core cimport (sbx_config, sbx_job, sbx_landlock_abi,
+from sandbox._core cimport (sbx_collapse_heap, sbx_config, sbx_job, sbx_landlock_abi,
                             sbx_landlock_ruleset_new, sbx_policy_compile,
                             sbx_policy_dump, sbx_policy_entry, sbx_serve,
                             sock_fprog)
@@ -39,6 +39,13 @@ def landlock_abi() -> int:
     """The kernel's Landlock ABI version, or 0 when it has none."""
     cdef int abi = sbx_landlock_abi()
     return abi if abi > 0 else 0
+
+
+def collapse_heap() -> int:
+    """Move this process's anonymous memory onto huge pages; returns bytes collapsed."""
+    cdef long long n = sbx_collapse_heap()
+    _check(<int>n if n < 0 else 0, "collapse heap")
+    return n
 
 
 def policy_table() -> list:

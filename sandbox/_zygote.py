@@ -38,6 +38,12 @@ def _error_line(exc: BaseException) -> str:
     return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
+def _print_traceback(exc: BaseException) -> None:
+    """The traceback as `python program.py` prints it: without this module's frame."""
+    tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+    traceback.print_exception(type(exc), exc, tb)
+
+
 def _exit_status(exc: SystemExit) -> tuple[int, bytes]:
     code = exc.code
     if code is None or code == 0:
@@ -66,10 +72,10 @@ def run_program(code: bytes) -> None:
     except MemoryError as exc:
         main.__dict__.clear()  # free what the program held before reporting
         status, report = 1, b"M" + _error_line(exc).encode()
-        traceback.print_exc()
+        _print_traceback(exc)
     except BaseException as exc:  # noqa: BLE001 - every failure is the program's result
         status, report = 1, b"E" + _error_line(exc).encode("utf-8", "backslashreplace")
-        traceback.print_exc()
+        _print_traceback(exc)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -105,10 +111,12 @@ def main() -> None:
     # Children must not touch (and so copy) the pre-warmed heap when they collect.
     gc.collect()
     gc.freeze()
+    huge_bytes = _core.collapse_heap()
     info = {
         "pid": os.getpid(),
         "warmup_s": time.perf_counter() - started,
         "rss_mb": _rss_mb(),
+        "huge_pages_mb": huge_bytes / 2**20,
         "failures": failures,
     }
     code = _core.serve(

@@ -1,0 +1,220 @@
+"""Sandbox benchmark: our fork-server against a pebble pool and subprocess.
+
+    python -m sandbox bench            # or: python bench/sandbox_bench.py [--quick]
+
+Prints a table and writes bench/results/sandbox.json. Everything is measured
+in the same run on the same machine; compare ratios, not absolute numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+from baselines import PebbleExecutor, SubprocessExecutor  # noqa: E402
+from workload import make_workload  # noqa: E402
+
+from sandbox import Limits, Sandbox  # noqa: E402
+from sandbox._sandbox import DEFAULT_WARMUP  # noqa: E402
+from sandbox._worker import _zygote_env  # noqa: E402
+
+CALL_SIZE = 12  # one MCTS expansion
+TIMEOUT_S = 5.0
+
+FLOOR_SCRIPT = r"""
+import gc, os, sys, time, json
+import sympy, numpy
+exec(sys.argv[1])
+gc.collect(); gc.freeze()
+from sandbox import _core
+_core.collapse_heap()
+def trial(run):
+    t = time.perf_counter()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        if run:
+            os.dup2(w, 1)
+            print(1, flush=True)
+        os._exit(0)
+    os.close(w)
+    while os.read(r, 4096):
+        pass
+    os.close(r)
+    os.waitpid(pid, 0)
+    return time.perf_counter() - t
+out = {}
+for name, run in (("fork_exit", False), ("fork_print", True)):
+    ts = sorted(trial(run) for _ in range(200))
+    out[name] = ts[len(ts) // 2]
+print(json.dumps(out))
+"""
+
+
+def measure_floor() -> dict:
+    env = _zygote_env()
+    env["PYTHONPATH"] = os.path.dirname(HERE)
+    proc = subprocess.run([sys.executable, "-c", FLOOR_SCRIPT, DEFAULT_WARMUP],
+                          capture_output=True, text=True, env=env, check=True)
+    return json.loads(proc.stdout)
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def latency(run_one, n: int) -> dict:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        run_one()
+        times.append(time.perf_counter() - t)
+    return {"p50_ms": percentile(times, 0.5) * 1e3, "p99_ms": percentile(times, 0.99) * 1e3}
+
+
+def in_calls(run_batch, programs: list[str]) -> float:
+    t = time.perf_counter()
+    for i in range(0, len(programs), CALL_SIZE):
+        run_batch(programs[i:i + CALL_SIZE])
+    return len(programs) / (time.perf_counter() - t)
+
+
+def timed(run_batch, programs: list[str]) -> tuple[float, list]:
+    t = time.perf_counter()
+    out = run_batch(programs)
+    return time.perf_counter() - t, out
+
+
+def bench_sandbox(workers: int, plain: list[str], full: list[str], calls: list[str], n_lat: int) -> dict:
+    t = time.perf_counter()
+    sb = Sandbox(workers=workers, limits=Limits(wall_s=TIMEOUT_S, cpu_s=TIMEOUT_S))
+    start_s = time.perf_counter() - t
+    try:
+        sb.run_batch(plain[:CALL_SIZE])  # first contact
+        plain_s, _ = timed(sb.run_batch, plain)
+        full_s, results = timed(sb.run_batch, full)
+        return {
+            "start_s": start_s,
+            "zygote_rss_mb": sum(i["rss_mb"] for i in sb.info),
+            "plain_per_s": len(plain) / plain_s,
+            "full_wall_s": full_s,
+            "full_timeouts": sum(r.status == "timeout" for r in results),
+            "calls_per_s": in_calls(sb.run_batch, calls),
+            "print1": latency(lambda: sb.run("print(1)"), n_lat),
+        }
+    finally:
+        sb.close()
+
+
+def bench_pebble(workers: int, plain: list[str], full: list[str], calls: list[str], n_lat: int) -> dict:
+    ex = PebbleExecutor(workers, TIMEOUT_S)
+    t = time.perf_counter()
+    ex.run_batch(["import sympy, numpy"])
+    start_s = time.perf_counter() - t
+    plain_s, _ = timed(ex.run_batch, plain)
+    full_s, statuses = timed(ex.run_batch, full)
+    return {
+        "start_s": start_s,
+        "plain_per_s": len(plain) / plain_s,
+        "full_wall_s": full_s,
+        "full_timeouts": statuses.count("timeout"),
+        "calls_per_s": in_calls(ex.run_batch, calls),
+        "print1": latency(lambda: ex.run_batch(["print(1)"]), n_lat),
+    }
+
+
+def bench_subprocess(workers: int, plain: list[str], n_lat: int) -> dict:
+    ex = SubprocessExecutor(workers, TIMEOUT_S)
+    try:
+        plain_s, _ = timed(ex.run_batch, plain)
+        return {
+            "plain_per_s": len(plain) / plain_s,
+            "calls_per_s": in_calls(ex.run_batch, plain[:2 * CALL_SIZE]),
+            "print1": latency(lambda: ex.run_batch(["print(1)"]), n_lat),
+        }
+    finally:
+        ex.close()
+
+
+def fmt(value, spec: str = ".1f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def print_table(report: dict) -> None:
+    floor = report["floor"]
+    print(f"\nraw floor (zygote memory layout): fork+_exit+waitpid {floor['fork_exit'] * 1e3:.2f} ms, "
+          f"+ print(1) over a pipe {floor['fork_print'] * 1e3:.2f} ms")
+    cols = ("executor", "workers", "plain prog/s", f"full wall s ({TIMEOUT_S:.0f}s t/o)",
+            f"calls of {CALL_SIZE} prog/s", "print(1) p50 ms", "p99 ms", "start s")
+    print("\n| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for row in report["rows"]:
+        print("| " + " | ".join([
+            row["executor"], str(row["workers"]), fmt(row.get("plain_per_s")),
+            fmt(row.get("full_wall_s")), fmt(row.get("calls_per_s")),
+            fmt(row["print1"]["p50_ms"]), fmt(row["print1"]["p99_ms"]),
+            fmt(row.get("start_s"), ".2f")]) + " |")
+    print("\nratios, sandbox / pebble (targets at 2 workers):")
+    for w, r in report["ratios"].items():
+        print(f"  {w} workers: plain {r['plain']:.2f}x (>= 0.5), calls of 12 {r['calls']:.2f}x (>= 2.5), "
+              f"full wall {r['full_wall']:.2f}x (<= 0.33), print(1) {r['print1']:.3f}x (<= 0.1), "
+              f"print(1) / floor {r['print1_vs_floor']:.2f}x (<= 1.5)")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller workload, fewer repetitions")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "sandbox.json"))
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args(argv)
+
+    workload = make_workload(n_problems=16 if args.quick else 52)
+    full = [p.source for p in workload]
+    plain = [p.source for p in workload if p.kind != "endless"]
+    calls = plain[:120]
+    n_lat = 30 if args.quick else 100
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
+                   f"Python {platform.python_version()}",
+        "workload": {"programs": len(full), "endless": len(full) - len(plain),
+                     "errors": sum(p.kind == "error" for p in workload)},
+        "floor": measure_floor(),
+        "rows": [],
+        "ratios": {},
+    }
+    for workers in args.workers:
+        ours = bench_sandbox(workers, plain, full, calls, n_lat)
+        pebble = bench_pebble(workers, plain, full, calls, max(10, n_lat // 5))
+        sub = bench_subprocess(workers, plain[:24 if args.quick else 48], max(10, n_lat // 5))
+        for name, row in (("sandbox (ours)", ours), ("pebble pool per call", pebble),
+                          ("subprocess per program", sub)):
+            report["rows"].append({"executor": name, "workers": workers, **row})
+        report["ratios"][workers] = {
+            "plain": ours["plain_per_s"] / pebble["plain_per_s"],
+            "calls": ours["calls_per_s"] / pebble["calls_per_s"],
+            "full_wall": ours["full_wall_s"] / pebble["full_wall_s"],
+            "print1": ours["print1"]["p50_ms"] / pebble["print1"]["p50_ms"],
+            "print1_vs_floor": ours["print1"]["p50_ms"] / (report["floor"]["fork_print"] * 1e3),
+        }
+    print_table(report)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"\nwrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
