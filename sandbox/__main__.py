@@ -1,0 +1,111 @@
+"""`python -m sandbox check | run FILE | policy | bench`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+
+from sandbox import Limits, Sandbox, Status, _core, _isolation
+
+SELF_TEST = [
+    ("arithmetic", "print(2 ** 100)", Status.OK),
+    ("sympy", "import sympy as sp; x = sp.Symbol('x'); print(sp.solve(x**2 - 4, x))", Status.OK),
+    ("exception", "1 / 0", Status.ERROR),
+    ("write a file", "open('/tmp/sandbox-check', 'w')", Status.ERROR),
+    ("open a socket", "import socket; socket.socket()", Status.ERROR),
+    ("fork", "import os; os.fork()", Status.ERROR),
+    ("execve", "import os; os.execv('/bin/true', ['true'])", Status.KILLED),
+    ("endless loop", "while True: pass", Status.TIMEOUT),
+    ("output flood", "print('x' * 10**6)", Status.OUTPUT_LIMIT),
+    ("memory", "b = bytearray(8 * 2**30)", Status.MEMORY),
+]
+
+
+def check() -> int:
+    iso = _isolation.decide()
+    print("protections of each child on this kernel and user:")
+    print(f"  seccomp filter      : {'on' if iso.seccomp else 'off'} "
+          f"({len(_core.policy_table())} syscall rules, default EPERM)")
+    if iso.landlock_abi:
+        print(f"  Landlock            : on, ABI {iso.landlock_abi} (read-only access to "
+              f"{len(iso.landlock_paths)} paths, no writes"
+              f"{', signals scoped' if iso.landlock_abi >= 6 else ''})")
+    else:
+        print("  Landlock            : not available: file reads are NOT limited "
+              "(writes still fail through seccomp)")
+    if iso.drop_uid >= 0:
+        extra = (" keeping CAP_DAC_READ_SEARCH because the interpreter is not readable by "
+                 "that user; Landlock confines those reads" if iso.keep_dac_read else "")
+        print(f"  privilege drop      : uid/gid {iso.drop_uid}/{iso.drop_gid}{extra}")
+    else:
+        print(f"  privilege drop      : not needed (running as uid {os.geteuid()})")
+    print("  rlimits             : CPU, address space, file size 0, 64 open files, no core dumps")
+    print("  no_new_privs, own process group, killed with the zygote (PDEATHSIG)")
+    print("\nself-test:")
+    failures = 0
+    with Sandbox(workers=1, limits=Limits(wall_s=2.0, cpu_s=2.0, memory_mb=512)) as sb:
+        results = sb.run_batch([code for _, code, _ in SELF_TEST])
+    for (name, _, expected), r in zip(SELF_TEST, results):
+        ok = r.status is expected
+        failures += not ok
+        detail = "" if ok else f"  (expected {expected.value}; {r.error})"
+        print(f"  {'ok  ' if ok else 'FAIL'} {name:<14} -> {r.status.value}{detail}")
+    print("\nall protections behave as expected" if not failures else f"\n{failures} check(s) failed")
+    return 1 if failures else 0
+
+
+def run(path: str, limits: Limits) -> int:
+    try:
+        with open(path, encoding="utf-8") as f:
+            code = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"sandbox: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    with Sandbox(workers=1, limits=limits) as sb:
+        result = sb.run(code)
+    print(json.dumps(asdict(result), indent=2, default=str))
+    return 0 if result.ok else 1
+
+
+def bench(argv: list[str]) -> int:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(here, "bench", "sandbox_bench.py")
+    if not os.path.exists(script):
+        print("sandbox: the benchmark ships with the source tree (bench/sandbox_bench.py)",
+              file=sys.stderr)
+        return 2
+    sys.path.insert(0, os.path.dirname(script))
+    import sandbox_bench
+
+    sandbox_bench.main(argv)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="show the active protections and run a self-test")
+    run_p = sub.add_parser("run", help="run one file and print its result as JSON")
+    run_p.add_argument("file")
+    run_p.add_argument("--wall-s", type=float, default=getattr(Limits(), "wall_s"))
+    run_p.add_argument("--cpu-s", type=float, default=getattr(Limits(), "cpu_s"))
+    run_p.add_argument("--memory-mb", type=int, default=getattr(Limits(), "memory_mb"))
+    run_p.add_argument("--output-bytes", type=int, default=getattr(Limits(), "output_bytes"))
+    policy_p = sub.add_parser("policy", help="print the seccomp policy for review")
+    policy_p.add_argument("--threads", action="store_true", help="the variant that allows threads")
+    sub.add_parser("bench", help="run the benchmark (bench/sandbox_bench.py)", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "check":
+        return check()
+    if args.command == "run":
+        return run(args.file, Limits(args.wall_s, args.cpu_s, args.memory_mb, args.output_bytes))
+    if args.command == "policy":
+        print(_core.policy_dump(args.threads))
+        return 0
+    return bench(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Nothing outlives its batch, its Sandbox or its caller."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from sandbox import Limits, Sandbox, Status
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live descendant of pid, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pids, timeout=5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(alive(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_five_thousand_programs_leave_nothing_behind(sb):
+    fds_before = len(os.listdir("/proc/self/fd"))
+    zygotes = [info["pid"] for info in sb.info]
+    programs = [f"print({i} * {i})" if i % 50 else "1/0" for i in range(5000)]
+    results = sb.run_batch(programs)
+    assert sum(r.status is Status.OK for r in results) == 4900
+    assert results[7].stdout == "49\n" and results[0].status is Status.ERROR
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+    for z in zygotes:
+        assert descendants(z) == set()
+        assert len(os.listdir(f"/proc/{z}/fd")) < 16
+
+
+def test_close_leaves_no_process():
+    box = Sandbox(workers=2, limits=Limits(wall_s=30))
+    zygotes = [info["pid"] for info in box.info]
+    box.close()
+    assert wait_gone(zygotes)
+    box.close()  # idempotent
+
+
+def test_garbage_collected_sandbox_stops_its_zygotes():
+    box = Sandbox(workers=1)
+    zygotes = [info["pid"] for info in box.info]
+    del box
+    assert wait_gone(zygotes)
+
+
+def test_crashed_zygote_gives_sandbox_error_and_restarts():
+    with Sandbox(workers=1, limits=Limits(wall_s=20)) as box:
+        zygote = box.info[0]["pid"]
+        killer = subprocess.Popen([sys.executable, "-c",
+                                   f"import os, time; time.sleep(1.0); os.kill({zygote}, 9)"])
+        results = box.run_batch(["import time; time.sleep(15)", "import time; time.sleep(15)"])
+        killer.wait()
+        assert [r.status for r in results] == [Status.SANDBOX_ERROR] * 2
+        assert "zygote exited" in results[0].error
+        assert box.restarts == 1 and box.info[0]["pid"] != zygote
+        assert box.run("print('back')").stdout == "back\n"
+        assert wait_gone([zygote])
+
+
+CALLER = textwrap.dedent("""
+    import sys, time
+    from sandbox import Sandbox, Limits
+    box = Sandbox(workers=2, limits=Limits(wall_s=60, cpu_s=60))
+    print(" ".join(str(i["pid"]) for i in box.info), flush=True)
+    box.run_batch(["while True: pass"] * 4)
+""")
+
+
+def test_terminated_caller_leaves_no_process():
+    for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT):
+        caller = subprocess.Popen([sys.executable, "-c", CALLER], stdout=subprocess.PIPE,
+                                  text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+        zygotes = [int(p) for p in caller.stdout.readline().split()]
+        time.sleep(0.5)  # the endless programs are running now
+        tree = set(zygotes)
+        for z in zygotes:
+            tree |= descendants(z)
+        assert len(tree) >= 4
+        caller.send_signal(sig)
+        caller.wait(timeout=10)
+        assert wait_gone(tree), f"left behind after {sig.name}"
