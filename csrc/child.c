@@ -7,6 +7,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -31,22 +32,23 @@ static int step_parent_death(const struct sbx_child_plan *p)
     return getppid() == p->supervisor ? 0 : -ESRCH;
 }
 
-/* 0,1,2 = /dev/null and the capture pipes, 3 = report, 4 = Landlock ruleset
- * (closed after use); everything else is closed. */
+/* 0,1,2 = /dev/null and the capture pipes, 3 = report, 4 = job pipe,
+ * 5 = Landlock ruleset (closed after use); everything else is closed. */
 static int step_descriptors(const struct sbx_child_plan *p)
 {
-    int ruleset_target = 4;
-    /* Move the report pipe first: the others may be dup2'ed over its number. */
+    /* Move the sources out of the way first: the targets may be their numbers. */
     int rep = fcntl(p->report_fd, F_DUPFD_CLOEXEC, 10);
+    int job = fcntl(p->job_fd, F_DUPFD_CLOEXEC, 10);
     int rules = p->ruleset_fd >= 0 ? fcntl(p->ruleset_fd, F_DUPFD_CLOEXEC, 10) : -1;
-    if (rep < 0 || (p->ruleset_fd >= 0 && rules < 0))
+    if (rep < 0 || job < 0 || (p->ruleset_fd >= 0 && rules < 0))
         return -errno;
     if (dup2(p->stdin_fd, 0) < 0 || dup2(p->stdout_fd, 1) < 0 ||
-        dup2(p->stderr_fd, 2) < 0 || dup3(rep, SBX_CHILD_REPORT_FD, O_CLOEXEC) < 0)
+        dup2(p->stderr_fd, 2) < 0 || dup3(rep, SBX_CHILD_REPORT_FD, O_CLOEXEC) < 0 ||
+        dup3(job, SBX_CHILD_JOB_FD, O_CLOEXEC) < 0)
         return -errno;
-    if (rules >= 0 && dup3(rules, ruleset_target, O_CLOEXEC) < 0)
+    if (rules >= 0 && dup3(rules, SBX_CHILD_RULESET_FD, O_CLOEXEC) < 0)
         return -errno;
-    unsigned first_closed = rules >= 0 ? 5 : 4;
+    unsigned first_closed = rules >= 0 ? SBX_CHILD_RULESET_FD + 1 : SBX_CHILD_RULESET_FD;
     if (syscall(SYS_close_range, first_closed, ~0U, 0) < 0)
         return -errno;
     return 0;
@@ -58,17 +60,19 @@ static int set_limit(int resource, rlim_t soft, rlim_t hard)
     return setrlimit(resource, &rl) < 0 ? -errno : 0;
 }
 
-static int step_rlimits(const struct sbx_child_plan *p)
+static int step_rlimits(const struct sbx_child_plan *p, const struct sbx_request *job)
 {
     int rc = 0;
-    if (p->cpu_s > 0) {
+    if (job->cpu_s > 0) {
         /* The soft limit sends SIGXCPU; the hard one a second later SIGKILL,
          * for programs that ignore SIGXCPU. */
-        rlim_t soft = (rlim_t)ceil(p->cpu_s);
+        rlim_t soft = (rlim_t)ceil(job->cpu_s);
         rc = set_limit(RLIMIT_CPU, soft, soft + 1);
     }
-    if (rc == 0 && p->address_space_bytes)
-        rc = set_limit(RLIMIT_AS, p->address_space_bytes, p->address_space_bytes);
+    if (rc == 0 && job->memory_bytes) {
+        rlim_t as = p->base_address_space + job->memory_bytes;
+        rc = set_limit(RLIMIT_AS, as, as);
+    }
     if (rc == 0)
         rc = set_limit(RLIMIT_FSIZE, 0, 0);
     if (rc == 0)
@@ -111,14 +115,25 @@ static int step_landlock(const struct sbx_child_plan *p)
 {
     if (p->ruleset_fd < 0)
         return 0;
-    int rc = sbx_landlock_enforce(4);
-    close(4);
+    int rc = sbx_landlock_enforce(SBX_CHILD_RULESET_FD);
+    close(SBX_CHILD_RULESET_FD);
     return rc;
 }
 
-static int step_seccomp(const struct sbx_child_plan *p)
+static int step_seccomp(const struct sbx_child_plan *p, const struct sbx_request *job)
 {
-    return p->filter ? sbx_policy_load(p->filter) : 0;
+    const struct sock_fprog *f =
+        job->flags & SBX_FLAG_ALLOW_THREADS ? p->filter_threads : p->filter;
+    return f ? sbx_policy_load(f) : 0;
+}
+
+static _Noreturn void fail(int fd, const char *step, int rc)
+{
+    char msg[96];
+    int n = snprintf(msg, sizeof msg, "S%s:%s", step, strerror(-rc));
+    if (n > 0)
+        (void)sbx_write_all(fd, msg, (size_t)n);
+    _exit(SBX_EXIT_SETUP);
 }
 
 struct step {
@@ -126,29 +141,56 @@ struct step {
     int (*run)(const struct sbx_child_plan *p);
 };
 
-static const struct step STEPS[] = {
+static const struct step PREPARE_STEPS[] = {
     {"process_group", step_process_group},
     {"parent_death", step_parent_death},
     {"descriptors", step_descriptors},
-    {"rlimits", step_rlimits},
     {"privileges", step_privileges},
     {"no_new_privs", step_no_new_privs},
     {"landlock", step_landlock},
-    {"seccomp", step_seccomp}, /* last: everything above needs syscalls it denies */
 };
 
-void sbx_child_setup(const struct sbx_child_plan *plan)
+void sbx_child_prepare(const struct sbx_child_plan *plan)
 {
-    for (size_t i = 0; i < sizeof STEPS / sizeof STEPS[0]; i++) {
-        int rc = STEPS[i].run(plan);
-        if (rc == 0)
-            continue;
+    for (size_t i = 0; i < sizeof PREPARE_STEPS / sizeof PREPARE_STEPS[0]; i++) {
+        int rc = PREPARE_STEPS[i].run(plan);
         /* Before step_descriptors the report pipe still has its old number. */
-        int fd = i < 3 ? plan->report_fd : SBX_CHILD_REPORT_FD;
-        char msg[96];
-        int n = snprintf(msg, sizeof msg, "S%s:%s", STEPS[i].name, strerror(-rc));
-        if (n > 0)
-            (void)sbx_write_all(fd, msg, (size_t)n);
-        _exit(SBX_EXIT_SETUP);
+        if (rc < 0)
+            fail(i < 3 ? plan->report_fd : SBX_CHILD_REPORT_FD, PREPARE_STEPS[i].name, rc);
     }
+}
+
+static int read_exact(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = SBX_RETRY(read(fd, p, len));
+        if (n <= 0)
+            return n == 0 ? -EPIPE : -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+char *sbx_child_receive(const struct sbx_child_plan *plan, size_t *len)
+{
+    struct sbx_request job;
+    int rc = read_exact(SBX_CHILD_JOB_FD, &job, sizeof job);
+    if (rc < 0)
+        _exit(0); /* the zygote retired this spare */
+    char *code = malloc((size_t)job.code_len + 1);
+    if (!code)
+        fail(SBX_CHILD_REPORT_FD, "receive", -ENOMEM);
+    if ((rc = read_exact(SBX_CHILD_JOB_FD, code, job.code_len)) < 0)
+        fail(SBX_CHILD_REPORT_FD, "receive", rc);
+    code[job.code_len] = '\0';
+    close(SBX_CHILD_JOB_FD);
+    if ((rc = step_rlimits(plan, &job)) < 0)
+        fail(SBX_CHILD_REPORT_FD, "rlimits", rc);
+    /* Last: everything above needs syscalls the filter denies. */
+    if ((rc = step_seccomp(plan, &job)) < 0)
+        fail(SBX_CHILD_REPORT_FD, "seccomp", rc);
+    *len = job.code_len;
+    return code;
 }

@@ -40,6 +40,17 @@ struct __attribute__((packed)) sbx_request {
     /* followed by code_len bytes of program source */
 };
 
+/* The last bytes a child writes to its report pipe, after its output is
+ * flushed and just before it closes its pipes and exits: the zygote answers on
+ * seeing it, without waiting for the kernel to tear the process down. */
+#define SBX_TRAILER_MAGIC 0x44584253u /* "SBXD" */
+struct __attribute__((packed)) sbx_trailer {
+    uint32_t magic;
+    int32_t exit_code;
+    double cpu_s;
+    int64_t peak_rss_kb;
+};
+
 struct __attribute__((packed)) sbx_response {
     uint32_t kind;
     int32_t status;

@@ -28,13 +28,17 @@ struct request {
 };
 
 struct child {
-    struct request *req;
+    struct request *req; /* NULL while the child waits as a spare */
     pid_t pid;
     int pidfd;
+    int job_fd;                 /* write end of the job pipe; -1 once sent */
     int out_fd, err_fd, rep_fd; /* read ends; -1 once at EOF */
     struct sbx_buf out, err, rep;
     double started, deadline;
     bool demoted, reaped;
+    bool answered; /* result sent on its trailer; only the reaping is left */
+    struct sbx_trailer trailer;
+    bool has_trailer;
     enum kill_reason killed;
     int wstatus;
     struct rusage ru;
@@ -48,7 +52,8 @@ struct server {
     struct request *queue_head, *queue_tail;
     struct child **children;
     size_t n_children, cap_children;
-    int n_running; /* not demoted */
+    int n_running; /* dispatched and not demoted */
+    int n_spares;  /* forked, prepared, waiting for a program */
     struct pollfd *pfds;
     size_t cap_pfds;
 };
@@ -71,6 +76,7 @@ static void request_free(struct request *r)
 static void child_free(struct child *c)
 {
     close_fd(&c->pidfd);
+    close_fd(&c->job_fd);
     close_fd(&c->out_fd);
     close_fd(&c->err_fd);
     close_fd(&c->rep_fd);
@@ -165,13 +171,36 @@ static const char *signal_name(int sig)
     return d ? d : "?";
 }
 
-/* The outcome of a finished child, and the error line that goes with it. */
-static enum sbx_status classify(const struct child *c, char *line, size_t line_size,
+static double rusage_cpu(const struct rusage *ru)
+{
+    return (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec * 1e-6 +
+           (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec * 1e-6;
+}
+
+/* Split a trailer off the end of the report, if the child wrote one. */
+static void take_trailer(struct child *c)
+{
+    struct sbx_buf *rep = &c->rep;
+    if (c->has_trailer || rep->len < sizeof c->trailer)
+        return;
+    memcpy(&c->trailer, rep->data + rep->len - sizeof c->trailer, sizeof c->trailer);
+    if (c->trailer.magic != SBX_TRAILER_MAGIC)
+        return;
+    c->has_trailer = true;
+    rep->len -= sizeof c->trailer;
+}
+
+/* The outcome of a finished child, and the error line that goes with it.
+ * A child that is not reaped yet is judged by its trailer. */
+static enum sbx_status classify(struct child *c, char *line, size_t line_size,
                                 const char **error, size_t *error_len)
 {
     const struct sbx_buf *rep = &c->rep;
-    double cpu = (double)c->ru.ru_utime.tv_sec + c->ru.ru_utime.tv_usec * 1e-6 +
-                 (double)c->ru.ru_stime.tv_sec + c->ru.ru_stime.tv_usec * 1e-6;
+    double cpu = rusage_cpu(&c->ru);
+    if (!c->reaped) {
+        c->wstatus = (c->trailer.exit_code & 0xff) << 8; /* as if it exited */
+        cpu = c->trailer.cpu_s;
+    }
     char kind = rep->len ? rep->data[0] : 0;
     *error = NULL;
     *error_len = 0;
@@ -220,6 +249,7 @@ static enum sbx_status classify(const struct child *c, char *line, size_t line_s
 
 static int send_result(struct server *s, struct child *c, double now)
 {
+    take_trailer(c);
     char line[128];
     const char *error;
     size_t error_len;
@@ -232,9 +262,8 @@ static int send_result(struct server *s, struct child *c, double now)
         .status = status,
         .id = c->req->hdr.id,
         .wall_s = now - c->started,
-        .cpu_s = (double)c->ru.ru_utime.tv_sec + c->ru.ru_utime.tv_usec * 1e-6 +
-                 (double)c->ru.ru_stime.tv_sec + c->ru.ru_stime.tv_usec * 1e-6,
-        .peak_rss_mb = (double)c->ru.ru_maxrss / 1024.0,
+        .cpu_s = c->reaped ? rusage_cpu(&c->ru) : c->trailer.cpu_s,
+        .peak_rss_mb = (double)(c->reaped ? c->ru.ru_maxrss : c->trailer.peak_rss_kb) / 1024.0,
         .exit_code = WIFEXITED(c->wstatus) ? WEXITSTATUS(c->wstatus) : -1,
         .term_signal = WIFSIGNALED(c->wstatus) ? WTERMSIG(c->wstatus) : 0,
         .truncated = c->out.truncated || c->err.truncated,
@@ -286,49 +315,46 @@ static int add_child(struct server *s, struct child *c)
     return 0;
 }
 
-/* Fork the child of a request. Returns 1 in the child, 0 in the zygote,
- * -errno when no child could be made. */
-static int spawn(struct server *s, struct request *r, struct sbx_job *job)
+/* Fork a spare: a child that runs the steps of its setup that need no
+ * program, then (in the interpreter) makes itself ready and waits on its job
+ * pipe. Returns 1 in the child, 0 in the zygote, -errno on failure. */
+static int spawn_spare(struct server *s, struct sbx_job *job)
 {
-    int out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1};
+    int out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1}, jp[2] = {-1, -1};
     int rc = 0;
-    if (pipe2(out, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(err, O_CLOEXEC | O_NONBLOCK) < 0 ||
-        pipe2(rep, O_CLOEXEC | O_NONBLOCK) < 0) {
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0 ||
+        pipe2(jp, O_CLOEXEC) < 0) {
         rc = -errno;
         goto fail;
     }
-    /* The child writes blocking; only the zygote's read ends are non-blocking. */
-    if (sbx_set_nonblock(out[1], 0) < 0 || sbx_set_nonblock(err[1], 0) < 0 ||
-        sbx_set_nonblock(rep[1], 0) < 0) {
-        rc = -errno;
+    /* The child writes (and reads its job) blocking; the zygote reads its
+     * ends without blocking. */
+    if ((rc = sbx_set_nonblock(out[0], 1)) < 0 || (rc = sbx_set_nonblock(err[0], 1)) < 0 ||
+        (rc = sbx_set_nonblock(rep[0], 1)) < 0)
         goto fail;
-    }
     const struct sbx_config *cfg = s->cfg;
-    bool threads = r->hdr.flags & SBX_FLAG_ALLOW_THREADS;
     struct sbx_child_plan plan = {
         .stdin_fd = s->devnull,
         .stdout_fd = out[1],
         .stderr_fd = err[1],
         .report_fd = rep[1],
+        .job_fd = jp[0],
         .ruleset_fd = cfg->ruleset_fd,
         .supervisor = getpid(),
-        .cpu_s = r->hdr.cpu_s,
-        .address_space_bytes =
-            r->hdr.memory_bytes ? cfg->base_address_space + r->hdr.memory_bytes : 0,
+        .base_address_space = cfg->base_address_space,
         .nofile = cfg->nofile,
         .drop_uid = cfg->drop_uid,
         .drop_gid = cfg->drop_gid,
         .keep_dac_read = cfg->keep_dac_read,
-        .filter = threads ? cfg->filter_threads : cfg->filter,
+        .filter = cfg->filter,
+        .filter_threads = cfg->filter_threads,
     };
-    double started = sbx_now();
     if (cfg->before_fork)
         cfg->before_fork();
     pid_t pid = fork();
     if (pid == 0) {
-        sbx_child_setup(&plan);
-        job->code = r->code;
-        job->code_len = r->hdr.code_len;
+        sbx_child_prepare(&plan);
+        job->plan = plan;
         return 1;
     }
     int fork_errno = errno;
@@ -341,6 +367,7 @@ static int spawn(struct server *s, struct request *r, struct sbx_job *job)
     close_fd(&out[1]);
     close_fd(&err[1]);
     close_fd(&rep[1]);
+    close_fd(&jp[0]);
     struct child *c = calloc(1, sizeof *c);
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (!c || pidfd < 0 || add_child(s, c) < 0) {
@@ -352,44 +379,89 @@ static int spawn(struct server *s, struct request *r, struct sbx_job *job)
         free(c);
         goto fail;
     }
-    c->req = r;
     c->pid = pid;
     c->pidfd = pidfd;
+    c->job_fd = jp[1];
     c->out_fd = out[0];
     c->err_fd = err[0];
     c->rep_fd = rep[0];
-    c->out.limit = c->err.limit = r->hdr.output_bytes;
     c->rep.limit = 4096;
-    c->started = started;
-    c->deadline = r->hdr.wall_s > 0 ? started + r->hdr.wall_s : 0;
-    s->n_running++;
+    s->n_spares++;
     return 0;
 fail:
     for (int i = 0; i < 2; i++) {
         close_fd(&out[i]);
         close_fd(&err[i]);
         close_fd(&rep[i]);
+        close_fd(&jp[i]);
     }
     return rc;
 }
 
+static struct child *idle_spare(struct server *s)
+{
+    for (size_t i = 0; i < s->n_children; i++)
+        if (!s->children[i]->req && s->children[i]->job_fd >= 0 && !s->children[i]->reaped)
+            return s->children[i];
+    return NULL;
+}
+
+/* Hand a request to a spare. The write blocks only for programs larger than
+ * the pipe, while the spare reads them. 0, or -errno if the spare is gone. */
+static int dispatch(struct server *s, struct child *c, struct request *r)
+{
+    int rc = sbx_write_all(c->job_fd, &r->hdr, sizeof r->hdr);
+    if (rc == 0)
+        rc = sbx_write_all(c->job_fd, r->code, r->hdr.code_len);
+    close_fd(&c->job_fd);
+    s->n_spares--;
+    if (rc < 0) {
+        kill(c->pid, SIGKILL); /* reaped and dropped as a spare that died */
+        return rc;
+    }
+    double now = sbx_now();
+    c->req = r;
+    c->out.limit = c->err.limit = r->hdr.output_bytes;
+    c->started = now;
+    c->deadline = r->hdr.wall_s > 0 ? now + r->hdr.wall_s : 0;
+    s->n_running++;
+    return 0;
+}
+
+/* Start queued programs on spares, forking spares as needed; keep one spare
+ * per slot ready so that the next program does not wait for a fork. */
 static int start_queued(struct server *s, struct sbx_job *job)
 {
     while (s->queue_head && s->n_running < s->cfg->max_running) {
+        struct child *c = idle_spare(s);
+        if (!c) {
+            int rc = spawn_spare(s, job);
+            if (rc == 1)
+                return 1;
+            if (rc < 0) {
+                struct request *r = s->queue_head;
+                s->queue_head = r->next;
+                if (!s->queue_head)
+                    s->queue_tail = NULL;
+                int qrc = send_sandbox_error(s, r, rc);
+                request_free(r);
+                if (qrc < 0)
+                    return qrc;
+            }
+            continue;
+        }
         struct request *r = s->queue_head;
+        if (dispatch(s, c, r) < 0)
+            continue; /* that spare died; try another */
         s->queue_head = r->next;
         if (!s->queue_head)
             s->queue_tail = NULL;
         r->next = NULL;
-        int rc = spawn(s, r, job);
+    }
+    if (!s->queue_head && s->n_spares < s->cfg->max_running) {
+        int rc = spawn_spare(s, job);
         if (rc == 1)
             return 1;
-        if (rc < 0) {
-            int qrc = send_sandbox_error(s, r, rc);
-            request_free(r);
-            if (qrc < 0)
-                return qrc;
-        }
     }
     return 0;
 }
@@ -425,15 +497,32 @@ static int finish_done(struct server *s, double now)
     int rc = 0;
     for (size_t i = 0; i < s->n_children; i++) {
         struct child *c = s->children[i];
-        bool done = c->reaped && c->out_fd < 0 && c->err_fd < 0 && c->rep_fd < 0;
-        if (!done) {
+        bool drained = c->out_fd < 0 && c->err_fd < 0 && c->rep_fd < 0;
+        if (drained && c->req && !c->answered && !c->reaped && c->killed == KILL_NONE) {
+            take_trailer(c);
+            if (c->has_trailer) {
+                /* Finished: answer now, let the kernel tear it down meanwhile.
+                 * The kill makes sure a forged trailer ends the program too. */
+                kill(c->pid, SIGKILL);
+                if (rc == 0)
+                    rc = send_result(s, c, now);
+                c->answered = true;
+                if (!c->demoted)
+                    s->n_running--;
+            }
+        }
+        if (!(c->reaped && drained)) {
             s->children[kept++] = c;
             continue;
         }
-        if (rc == 0)
-            rc = send_result(s, c, now);
-        if (!c->demoted)
-            s->n_running--;
+        if (!c->req) {
+            s->n_spares -= c->job_fd >= 0; /* a spare that died before its program */
+        } else if (!c->answered) {
+            if (rc == 0)
+                rc = send_result(s, c, now);
+            if (!c->demoted)
+                s->n_running--;
+        }
         child_free(c);
     }
     s->n_children = kept;
@@ -446,7 +535,7 @@ static int enforce_time(struct server *s, double now)
     double next = -1;
     for (size_t i = 0; i < s->n_children; i++) {
         struct child *c = s->children[i];
-        if (c->reaped)
+        if (c->reaped || !c->req || c->answered)
             continue;
         if (c->deadline > 0 && now >= c->deadline)
             kill_child(c, KILL_TIMEOUT);
@@ -551,8 +640,9 @@ int sbx_serve(int in_fd, int out_fd, const struct sbx_config *cfg, struct sbx_jo
     if ((rc = sbx_set_nonblock(in_fd, 1)) < 0 || (rc = sbx_set_nonblock(out_fd, 1)) < 0)
         goto out;
     for (;;) {
-        /* Finish first: a finished child frees the slot a queued request needs. */
-        if ((rc = finish_done(&s, sbx_now())) < 0)
+        /* Finish first: a finished child frees the slot a queued request
+         * needs, and its answer goes out before a spare is forked (~1.5 ms). */
+        if ((rc = finish_done(&s, sbx_now())) < 0 || (rc = flush_output(&s)) < 0)
             goto out;
         rc = start_queued(&s, job);
         if (rc == 1)

@@ -24,15 +24,18 @@ struct sbx_config {
     void (*after_fork_parent)(void);
 };
 
-/* What a child must run once sbx_serve returns in it. */
+#include "child.h"
+
+/* What a spare keeps once sbx_serve returns in it: the plan of its setup,
+ * for sbx_child_receive. */
 struct sbx_job {
-    char *code;
-    size_t code_len;
+    struct sbx_child_plan plan;
 };
 
 /* Serve requests from in_fd, answer on out_fd.
  * Returns 0 in the zygote at end of input (every child killed and reaped),
- * 1 in a freshly set-up child with *job filled, or -errno on a fatal error. */
+ * -errno on a fatal error, and 1 in a spare: a prepared child that should
+ * make itself ready and then call sbx_child_receive(&job->plan, ...). */
 int sbx_serve(int in_fd, int out_fd, const struct sbx_config *cfg, struct sbx_job *job);
 
 #endif

@@ -19,6 +19,13 @@ cdef extern from "landlock.h" nogil:
     int sbx_landlock_ruleset_new(const char *const *paths, size_t n_paths)
 
 
+cdef extern from "child.h" nogil:
+    struct sbx_child_plan:
+        pass
+
+    char *sbx_child_receive(const sbx_child_plan *plan, size_t *len)
+
+
 cdef extern from "supervise.h" nogil:
     struct sbx_config:
         const sock_fprog *filter
@@ -35,8 +42,7 @@ cdef extern from "supervise.h" nogil:
         void (*after_fork_parent)() noexcept
 
     struct sbx_job:
-        char *code
-        size_t code_len
+        sbx_child_plan plan
 
     int sbx_serve(int in_fd, int out_fd, const sbx_config *cfg, sbx_job *job)
 

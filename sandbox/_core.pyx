@@ -9,7 +9,7 @@ import os
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdlib cimport free, malloc
 
-from sandbox._core cimport (sbx_collapse_heap, sbx_config, sbx_job, sbx_landlock_abi,
+from sandbox._core cimport (sbx_child_receive, sbx_collapse_heap, sbx_config, sbx_job, sbx_landlock_abi,
                             sbx_landlock_ruleset_new, sbx_policy_compile,
                             sbx_policy_dump, sbx_policy_entry, sbx_serve,
                             sock_fprog)
@@ -19,6 +19,14 @@ cdef extern from "Python.h":
     void PyOS_BeforeFork()
     void PyOS_AfterFork_Parent()
     void PyOS_AfterFork_Child()
+
+
+# The compiled filters outlive serve(): a spare loads one in receive().
+cdef sock_fprog _plain
+cdef sock_fprog _threads
+# In a spare: the plan of its setup, kept for receive().
+cdef sbx_job _spare_job
+cdef bint _is_spare = False
 
 
 cdef int _check(int rc, str what) except -1:
@@ -33,6 +41,21 @@ cdef void _before_fork() noexcept:
 
 cdef void _after_fork_parent() noexcept:
     PyOS_AfterFork_Parent()
+
+
+def receive() -> bytes:
+    """In a spare: wait for the program, apply its rlimits and the seccomp
+    filter, and return its source. Exits the process if the zygote retires it."""
+    cdef size_t n = 0
+    cdef char *code
+    if not _is_spare:
+        raise RuntimeError("receive() is only for a spare")
+    with nogil:
+        code = sbx_child_receive(&_spare_job.plan, &n)
+    try:
+        return PyBytes_FromStringAndSize(code, n)
+    finally:
+        free(code)
 
 
 def landlock_abi() -> int:
@@ -83,16 +106,16 @@ def serve(int in_fd, int out_fd, *, bint seccomp, landlock_paths, int drop_uid,
           int drop_gid, bint keep_dac_read, unsigned long long base_address_space,
           int max_running, double demote_after_s, int nofile, on_ready):
     """Run the zygote loop. `on_ready()` is called once the policy and the
-    Landlock ruleset are built. Returns None in the zygote once its input
-    closes, and the program (bytes) in a child whose isolation is in place."""
-    cdef sock_fprog plain
-    cdef sock_fprog threads
+    Landlock ruleset are built. Returns False in the zygote once its input
+    closes, and True in a spare: a forked child, unprivileged and under
+    Landlock, that should make itself ready and then call receive()."""
+    global _is_spare
     cdef sbx_config cfg
     cdef sbx_job job
     cdef const char **paths = NULL
     cdef int rc = 0
-    plain.filter = NULL
-    threads.filter = NULL
+    _plain.filter = NULL
+    _threads.filter = NULL
     cfg.filter = NULL
     cfg.filter_threads = NULL
     cfg.ruleset_fd = -1
@@ -107,10 +130,10 @@ def serve(int in_fd, int out_fd, *, bint seccomp, landlock_paths, int drop_uid,
     cfg.after_fork_parent = _after_fork_parent
     try:
         if seccomp:
-            _check(sbx_policy_compile(False, &plain), "seccomp policy")
-            _check(sbx_policy_compile(True, &threads), "seccomp policy")
-            cfg.filter = &plain
-            cfg.filter_threads = &threads
+            _check(sbx_policy_compile(False, &_plain), "seccomp policy")
+            _check(sbx_policy_compile(True, &_threads), "seccomp policy")
+            cfg.filter = &_plain
+            cfg.filter_threads = &_threads
         if landlock_paths is not None:
             encoded = [os.fsencode(p) for p in landlock_paths]
             paths = <const char **>malloc(max(1, len(encoded)) * sizeof(char *))
@@ -123,16 +146,18 @@ def serve(int in_fd, int out_fd, *, bint seccomp, landlock_paths, int drop_uid,
         on_ready()
         # The zygote runs no other thread, so the GIL stays held: the fork
         # hooks of the interpreter need it.
-        rc = sbx_serve(in_fd, out_fd, &cfg, &job)
+        rc = sbx_serve(in_fd, out_fd, &cfg, &_spare_job)
         if rc == 1:
             PyOS_AfterFork_Child()
-            return PyBytes_FromStringAndSize(job.code, job.code_len)
+            _is_spare = True
+            return True
         _check(rc, "sandbox supervisor")
-        return None
+        return False
     finally:
         # In a child these frees are harmless: its memory is its own copy.
         free(paths)
-        free(plain.filter)
-        free(threads.filter)
+        if rc != 1:  # a spare still needs the filters for receive()
+            free(_plain.filter)
+            free(_threads.filter)
         if cfg.ruleset_fd >= 0 and rc != 1:
             os.close(cfg.ruleset_fd)
