@@ -72,5 +72,6 @@ def decide(seccomp: bool = True, landlock: bool = True, drop_privileges: bool = 
             uid, gid = user.pw_uid, user.pw_gid
         except KeyError:
             uid = gid = 65534
-        keep_dac_read = not all(_world_readable(p) for p in paths if p.startswith(sys.prefix))
+        # In a venv the stdlib lives under base_prefix: check every path.
+        keep_dac_read = not all(_world_readable(p) for p in paths)
     return Isolation(seccomp, abi, paths, uid, gid, keep_dac_read)

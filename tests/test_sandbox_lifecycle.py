@@ -48,13 +48,14 @@ def wait_gone(pids, timeout=5.0) -> bool:
 
 
 def test_five_thousand_programs_leave_nothing_behind(sb):
+    sb.run_batch(["pass"] * 8)
     fds_before = len(os.listdir("/proc/self/fd"))
     zygotes = [info["pid"] for info in sb.info]
     programs = [f"print({i} * {i})" if i % 50 else "1/0" for i in range(5000)]
     results = sb.run_batch(programs)
     assert sum(r.status is Status.OK for r in results) == 4900
     assert results[7].stdout == "49\n" and results[0].status is Status.ERROR
-    assert len(os.listdir("/proc/self/fd")) == fds_before
+    assert len(os.listdir("/proc/self/fd")) <= fds_before
     time.sleep(0.2)  # answered children are reaped while the kernel tears them down
     for z in zygotes:
         # What remains is the spares: one pre-forked, idle child per slot.
