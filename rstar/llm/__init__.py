@@ -1,0 +1,32 @@
+"""Generation engines behind one interface, and where models come from.
+
+    from rstar.llm import load_engine
+    engine = load_engine("hf")                # transformers, the embedded default model
+    [[c]] = engine.generate(["x = 1"], stop=["<end_of_step>"], max_tokens=64)
+"""
+from __future__ import annotations
+
+from rstar.llm.models import DEFAULT_MODEL, PACKAGED, ModelNotFoundError, resolve_model
+from rstar.llm.types import EOS, LENGTH, Completion, Engine
+
+ENGINES = ("hf", "vllm")
+
+
+def load_engine(kind: str = "hf", **config) -> Engine:
+    """Build an engine by name: "hf" (transformers) or "vllm".
+
+    Keyword arguments are the fields of `HFEngineConfig` or `VLLMEngineConfig`.
+    """
+    if kind == "hf":
+        from rstar.llm.hf import HFEngine, HFEngineConfig
+
+        return HFEngine(HFEngineConfig(**config))
+    if kind == "vllm":
+        from rstar.llm.vllm_engine import VLLMEngine, VLLMEngineConfig
+
+        return VLLMEngine(VLLMEngineConfig(**config))
+    raise ValueError(f"unknown engine {kind!r}; choose one of {', '.join(ENGINES)}")
+
+
+__all__ = ["load_engine", "Engine", "Completion", "EOS", "LENGTH", "resolve_model",
+           "ModelNotFoundError", "DEFAULT_MODEL", "PACKAGED", "ENGINES"]

@@ -1,0 +1,209 @@
+"""The transformers engine: the CPU default, also runs on a GPU.
+
+Batches many prompts x n samples: prompts are left-padded and prefilled once
+each; the prefill's KV cache is repeated for the n samples; every step samples
+all live rows at once; a row that hits a stop string, EOS or max_tokens leaves
+the batch (its cache rows are dropped), so finished sequences cost nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from rstar.llm.models import resolve_model
+from rstar.llm.types import EOS, LENGTH, Completion, check_counts, check_request, cut_at_stop
+
+
+@dataclass(frozen=True)
+class HFEngineConfig:
+    """Settings of the transformers engine.
+
+    Args:
+        model: anything `resolve_model` accepts (default: the packaged SmolLM2-135M).
+        dtype: "float32", "bfloat16" or "float16"; "auto" picks bfloat16 on a GPU
+            and float32 on a CPU.
+        device: "cpu", "cuda", ... ; "auto" picks cuda when available.
+        threads: CPU threads for torch (0: torch's default).
+        int8: dynamic int8 quantization of the linear layers for CPU decoding.
+        max_batch_rows: at most this many sequences (prompts x n) decode at once.
+    """
+
+    model: str = "default"
+    dtype: str = "auto"
+    device: str = "auto"
+    threads: int = 0
+    int8: bool = False
+    max_batch_rows: int = 64
+
+
+class HFEngine:
+    """Generation with transformers; see the module docstring."""
+
+    def __init__(self, config: HFEngineConfig | None = None, model=None, tokenizer=None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.config = config = config or HFEngineConfig()
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        device = config.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype_name = config.dtype
+        if dtype_name == "auto":
+            dtype_name = "bfloat16" if device.startswith("cuda") else "float32"
+        dtype = getattr(torch, dtype_name)
+        if model is None:
+            path = resolve_model(config.model)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model = model.to(device).eval()
+        if config.int8:
+            if device != "cpu":
+                raise ValueError("int8 dynamic quantization is for CPU decoding")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model, self.tokenizer, self.device = model, tokenizer, torch.device(device)
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids), 0)
+
+    def generate(self, prompts: Sequence[str], n: int = 1, stop: Sequence[str] = (),
+                 max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int | None = None) -> list[list[Completion]]:
+        check_request(prompts, n, stop, max_tokens, temperature, top_p)
+        per_call = max(1, self.config.max_batch_rows // n)
+        results: list[list[Completion]] = []
+        for start in range(0, len(prompts), per_call):
+            results += self._generate_group(list(prompts[start:start + per_call]), n, list(stop),
+                                            max_tokens, temperature, top_p, seed)
+        return check_counts(results, len(prompts), n)
+
+    # -- one group of prompts ------------------------------------------------
+    def _generate_group(self, prompts, n, stop, max_tokens, temperature, top_p, seed):
+        import torch
+
+        enc = [self.tokenizer(p)["input_ids"] for p in prompts]
+        width = max(map(len, enc))
+        input_ids = torch.tensor([[self.pad_id] * (width - len(e)) + e for e in enc], device=self.device)
+        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc], device=self.device)
+        with torch.inference_mode():
+            # One prefill per prompt, shared by its n samples.
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                             use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+            logits = out.logits[:, -1, :].float()  # [prompts, vocab]
+            if n > 1:
+                cache.batch_repeat_interleave(n)
+                logits = logits.repeat_interleave(n, 0)
+                mask = mask.repeat_interleave(n, 0)
+                positions = positions.repeat_interleave(n, 0)
+            next_pos = positions[:, -1] + 1  # [rows]
+            rows = [_Row(p_index, j, _generator(seed, j, self.device))
+                    for p_index in range(len(prompts)) for j in range(n)]
+            live = list(range(len(rows)))  # batch position -> row
+            longest_stop = max(map(len, stop), default=0)
+            while live:
+                logprobs = torch.log_softmax(logits, dim=-1)  # raw, for the reported sums
+                tokens = self._sample(logits, temperature, top_p, [rows[r].gen for r in live])
+                keep = []
+                for b, r in enumerate(live):
+                    row, token = rows[r], int(tokens[b])
+                    row.logprob += float(logprobs[b, token])
+                    row.ids.append(token)
+                    if self._finish(row, token, stop, longest_stop, max_tokens):
+                        continue
+                    keep.append(b)
+                if not keep:
+                    break
+                if len(keep) < len(live):  # finished rows leave the batch
+                    idx = torch.tensor(keep, device=self.device)
+                    cache.batch_select_indices(idx)
+                    mask, next_pos, tokens = mask[idx], next_pos[idx], tokens[idx]
+                    live = [live[b] for b in keep]
+                mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
+                out = self.model(input_ids=tokens.view(-1, 1), attention_mask=mask,
+                                 position_ids=next_pos.view(-1, 1), past_key_values=cache,
+                                 use_cache=True)
+                cache, logits, next_pos = out.past_key_values, out.logits[:, -1, :].float(), next_pos + 1
+        grouped: list[list[Completion]] = [[] for _ in prompts]
+        for row in rows:
+            grouped[row.prompt].append(Completion(row.text, row.reason, len(row.ids), row.logprob))
+        return grouped
+
+    def _finish(self, row: "_Row", token: int, stop, longest_stop: int, max_tokens: int) -> bool:
+        if token in self.eos_ids:
+            row.text, row.reason = self.tokenizer.decode(row.ids[:-1]), EOS
+            return True
+        text = self.tokenizer.decode(row.ids)
+        # A stop string may span tokens: look from just before the new piece.
+        found = cut_at_stop(text, stop, max(0, row.checked - longest_stop)) if stop else None
+        row.checked = len(text)
+        if found:
+            row.text, row.reason = found
+            return True
+        if len(row.ids) >= max_tokens:
+            row.text, row.reason = text, LENGTH
+            return True
+        return False
+
+    @staticmethod
+    def _sample(logits, temperature: float, top_p: float, generators):
+        import torch
+
+        if temperature == 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / temperature, dim=-1)
+        if top_p < 1:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            # Keep the smallest prefix whose mass reaches top_p (the first token always).
+            drop = sorted_p.cumsum(-1) - sorted_p >= top_p
+            sorted_p = sorted_p.masked_fill(drop, 0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        probs = probs / probs.sum(-1, keepdim=True)
+        # One uniform draw per row from the row's own generator: a sample does
+        # not depend on what else is in the batch.
+        u = torch.stack([torch.rand((), generator=g, device=logits.device) for g in generators])
+        cdf = probs.cumsum(-1)
+        picks = torch.searchsorted(cdf, u.unsqueeze(-1).to(cdf.dtype)).squeeze(-1)
+        return picks.clamp(max=logits.shape[-1] - 1)
+
+
+@dataclass
+class _Row:
+    prompt: int
+    sample: int
+    gen: object
+    ids: list = None
+    logprob: float = 0.0
+    text: str = ""
+    reason: str = ""
+    checked: int = 0
+
+    def __post_init__(self):
+        self.ids = []
+
+
+def _generator(seed: int | None, sample: int, device):
+    import torch
+
+    g = torch.Generator(device=device)
+    if seed is None:
+        g.seed()
+    else:
+        # Sample j of a request with seed s draws the same numbers wherever the
+        # request sits in a batch.
+        g.manual_seed((seed * 1_000_003 + sample) % (2**63))
+    return g
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = set()
+    for source in (getattr(model, "generation_config", None), model.config):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(value)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids

@@ -1,0 +1,47 @@
+"""A tiny random causal LM and its tokenizer, built offline in seconds: for
+tests and the `tiny` preset. Nothing is downloaded."""
+from __future__ import annotations
+
+from pathlib import Path
+
+CORPUS = [
+    "<code>\n# Step 1: compute the total\nx = 2 * 20 * 12\n<end_of_step>\n",
+    "# Step 2: divide by the time\ny = x / (2 * 15)\nprint(y)\n<end_of_code>\n",
+    "<output>16.0<end_of_output>\n<answer>The answer is \\boxed{16}<end_of_answer>",
+    "import sympy as sp\nfrom fractions import Fraction\nfor i in range(10):\n    total += i\n",
+    "Question: Tom has 3 apples and buys 5 more. How many apples does he have?\n",
+    "0123456789 + - * / = ( ) [ ] { } , . : ; ' \" # _ < > \\ ^ % ! ? abcdefghijklmnopqrstuvwxyz",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+]
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def build_tiny_model(folder: str | Path, vocab_size: int = 384, hidden: int = 64,
+                     layers: int = 2, seed: int = 0) -> Path:
+    """Write a random Llama-style model and a byte-level BPE tokenizer to `folder`."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    bpe.train_from_iterator(CORPUS * 20, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>",
+                                        pad_token="<|endoftext|>", bos_token=None)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
