@@ -7,7 +7,7 @@ the batch (its cache rows are dropped), so finished sequences cost nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from rstar.llm.models import resolve_model
@@ -39,7 +39,7 @@ class HFEngineConfig:
 class HFEngine:
     """Generation with transformers; see the module docstring."""
 
-    def __init__(self, config: HFEngineConfig | None = None, model=None, tokenizer=None):
+    def __init__(self, config: HFEngineConfig | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -53,11 +53,9 @@ class HFEngine:
         if dtype_name == "auto":
             dtype_name = "bfloat16" if device.startswith("cuda") else "float32"
         dtype = getattr(torch, dtype_name)
-        if model is None:
-            path = resolve_model(config.model)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        model = model.to(device).eval()
+        path = resolve_model(config.model)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
         if config.int8:
             if device != "cpu":
                 raise ValueError("int8 dynamic quantization is for CPU decoding")
@@ -170,17 +168,16 @@ class HFEngine:
 
 @dataclass
 class _Row:
+    """One sequence being decoded: sample `sample` of prompt `prompt`."""
+
     prompt: int
     sample: int
-    gen: object
-    ids: list = None
+    gen: object  # its torch.Generator
+    ids: list[int] = field(default_factory=list)
     logprob: float = 0.0
     text: str = ""
     reason: str = ""
-    checked: int = 0
-
-    def __post_init__(self):
-        self.ids = []
+    checked: int = 0  # length of the text already searched for stop strings
 
 
 def _generator(seed: int | None, sample: int, device):
