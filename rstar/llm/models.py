@@ -55,6 +55,8 @@ PACKAGED: dict[str, PackagedModel] = {
     ),
 }
 ALIASES = {"default": DEFAULT_MODEL}
+TINY = "tiny"  # rstar.llm.tiny's model, trained offline on the step format on first use
+TINY_TRAIN_STEPS = 300
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -79,6 +81,8 @@ def resolve_model(name: str) -> str:
         ValueError: a GGUF whose sha256 is not the pinned one.
     """
     name = ALIASES.get(name, name)
+    if name == TINY:
+        return str(_tiny())
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
@@ -94,7 +98,20 @@ def resolve_model(name: str) -> str:
         return name  # transformers / vLLM fetch it; offline they raise their own error
     raise ModelNotFoundError(
         f"unknown model {name!r}: not a folder with config.json, not a .gguf file, not a "
-        f"packaged model ({', '.join(['default', *PACKAGED])}) and not a hub id (org/name)")
+        f"packaged model ({', '.join(['default', TINY, *PACKAGED])}) and not a hub id (org/name)")
+
+
+def _tiny() -> Path:
+    from rstar.llm.tiny import build_tiny_model
+
+    target = cache_root() / "tiny"
+    if not (target / "config.json").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".tiny-") as tmp:
+            build_tiny_model(Path(tmp) / "model", train_steps=TINY_TRAIN_STEPS)
+            if not (target / "config.json").exists():
+                os.replace(Path(tmp) / "model", target)
+    return target
 
 
 def _packaged(name: str) -> Path:

@@ -1,0 +1,129 @@
+"""The `rstar` command."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="rStar-Math: code-augmented MCTS, PPM and self-evolution on one machine.")
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _config(preset: str, overrides: List[str], policy: Optional[str]):
+    from rstar.config import load_config
+
+    try:
+        return load_config(preset, overrides or [], **{"engine.model": policy})
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _problems(source: str, limit: Optional[int]):
+    from rstar.data import ProblemFileError, load_problems
+
+    try:
+        return load_problems(source, limit)
+    except ProblemFileError as exc:
+        _fail(str(exc))
+
+
+def _check_model(name: str) -> None:
+    from rstar.llm import ModelNotFoundError, resolve_model
+
+    try:
+        resolve_model(name)
+    except (ModelNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=console)
+
+
+@app.command()
+def search(
+    problems: str = typer.Option(..., help="problem set name (gsm8k_train, math_train, ...) or JSONL file"),
+    out: Path = typer.Option(..., help="output folder: trees.jsonl, summary.json, config.json"),
+    preset: str = typer.Option("cpu-demo", help="tiny, cpu-demo or workstation"),
+    policy: Optional[str] = typer.Option(None, help="policy model (default: the preset's)"),
+    limit: Optional[int] = typer.Option(None, help="only the first N problems"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides"),
+):
+    """MCTS data synthesis: one tree per problem, every step verified in the sandbox.
+    An interrupted run continues where it stopped."""
+    from rstar.runs import search_problems
+
+    config = _config(preset, overrides, policy)
+    items = _problems(problems, limit)
+    _check_model(config.engine.model)
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("search", total=len(items), stats="")
+        totals = {"solved": 0, "nodes": 0}
+
+        def on_batch(trees):
+            totals["solved"] += sum(t.solved for t in trees)
+            totals["nodes"] += sum(len(t.nodes) - 1 for t in trees)
+            done = bar.tasks[task].completed + len(trees)
+            rate = totals["nodes"] / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, advance=len(trees), stats=(
+                f"nodes {totals['nodes']}  steps/s {rate:.1f}  solved {totals['solved']}/{done}"))
+
+        try:
+            summary = search_problems(items, out, config, on_batch)
+        except ValueError as exc:
+            _fail(str(exc))
+    console.print(f"{summary['problems']} trees in {out / 'trees.jsonl'}: solved {summary['solved']}, "
+                  f"{summary['nodes']} nodes, {summary['steps_failed']} failed steps")
+
+
+@app.command("eval")
+def evaluate_cmd(
+    dataset: str = typer.Option(..., help="math500, gsm8k, aime2024, amc23, or a JSONL file"),
+    out: Path = typer.Option(..., help="output folder: answers.jsonl, metrics.json"),
+    mode: str = typer.Option("greedy", help="greedy or maj"),
+    n: int = typer.Option(8, help="samples for maj"),
+    preset: str = typer.Option("cpu-demo"),
+    policy: Optional[str] = typer.Option(None, help="policy model (default: the preset's)"),
+    limit: Optional[int] = typer.Option(None, help="only the first N problems"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides"),
+):
+    """Solve a benchmark without its answers, then grade with math-verify."""
+    from rstar.runs import evaluate
+
+    config = _config(preset, overrides, policy)
+    items = _problems(dataset, limit)
+    _check_model(config.engine.model)
+    try:
+        metrics = evaluate(items, mode, n, out, config)
+    except ValueError as exc:
+        _fail(str(exc))
+    table = Table(title=f"{dataset}: {mode}" + (f"@{n}" if mode == "maj" else ""))
+    for col in ("problems", "correct", "accuracy", f"pass@{metrics['n']}", "wall s"):
+        table.add_column(col)
+    table.add_row(str(metrics["problems"]), str(metrics["correct"]), f"{metrics['accuracy']:.1%}",
+                  f"{metrics['pass_at_n']:.1%}", f"{metrics['wall_s']:.0f}")
+    Console().print(table)
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Run configuration: one immutable object per command, from a YAML preset and
+`section.key=value` overrides, validated once. Unknown keys are an error."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from rstar.search.expand import ExpandConfig
+from rstar.search.mcts import MCTSConfig
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    kind: str = field(default="hf", metadata={"help": "hf (transformers) or vllm"})
+    model: str = field(default="default", metadata={"help": "policy model (see rstar.llm.resolve_model)"})
+    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16, float16"})
+    threads: int = field(default=0, metadata={"help": "CPU threads for torch (0: default)"})
+    int8: bool = field(default=False, metadata={"help": "dynamic int8 quantization (CPU, hf)"})
+    max_batch_rows: int = field(default=64, metadata={"help": "hf: sequences decoded at once"})
+    enforce_eager: bool = field(default=True, metadata={"help": "vllm: skip graph compilation"})
+    gpu_memory_utilization: float = field(default=0.45, metadata={"help": "vllm: GPU share"})
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    workers: int = field(default=2, metadata={"help": "zygote processes"})
+    wall_s: float = field(default=5.0, metadata={"help": "wall-clock limit per step program"})
+    memory_mb: int = field(default=1024, metadata={"help": "memory limit per step program"})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything `rstar search` and `rstar eval` need."""
+
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    expand: ExpandConfig = field(default_factory=ExpandConfig)
+    mcts: MCTSConfig = field(default_factory=MCTSConfig)
+    batch_problems: int = field(default=8, metadata={"help": "problems whose trees advance together"})
+
+    def __post_init__(self) -> None:
+        if self.engine.kind not in ("hf", "vllm"):
+            raise ValueError(f"engine.kind must be hf or vllm, not {self.engine.kind!r}")
+        if self.batch_problems < 1 or self.mcts.rollouts < 1 or self.expand.candidates < 1:
+            raise ValueError("batch_problems, mcts.rollouts and expand.candidates must be >= 1")
+        if self.expand.prompt_style not in ("chat", "plain", "sft"):
+            raise ValueError(f"expand.prompt_style must be chat, plain or sft")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_config(preset: str = "cpu-demo", overrides: list[str] = (), **direct) -> RunConfig:
+    """A preset, then `section.key=value` overrides, then keyword overrides
+    given as `section.key` (for the CLI's own options)."""
+    path = PRESET_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(presets())}")
+    data = yaml.safe_load(path.read_text()) or {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not key=value")
+        _set(data, key.strip(), yaml.safe_load(value))
+    for key, value in direct.items():
+        if value is not None:
+            _set(data, key, value)
+    return _build(RunConfig, data, "")
+
+
+def _set(data: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for p in parents:
+        data = data.setdefault(p, {})
+        if not isinstance(data, dict):
+            raise ValueError(f"{dotted}: {p} is not a section")
+    data[last] = value
+
+
+def _build(cls, data: dict, prefix: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {', '.join(prefix + k for k in sorted(unknown))}; "
+                         f"valid: {', '.join(prefix + k for k in fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        f = fields[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ValueError(f"{prefix}{name} is a section, not a value")
+            kwargs[name] = _build(type(default), value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, default, prefix + name)
+    return cls(**kwargs)
+
+
+def _coerce(value, default, name: str):
+    """Check a value against its field's default type (YAML already parsed it)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = number and float(value).is_integer()
+        value = int(value) if ok else value
+    elif isinstance(default, float):
+        ok = number
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(f"{name} must be a {type(default).__name__}, not {value!r}")
+    return value

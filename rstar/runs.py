@@ -1,0 +1,171 @@
+"""The work behind `rstar search` and `rstar eval`: building the engine and the
+sandbox from a config, resumable tree files, evaluation metrics."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from rstar.config import RunConfig
+from rstar.data import Problem
+from rstar.grading import is_equivalent
+from rstar.search.chains import first_answer, majority_answer, run_chains
+from rstar.search.expand import Context
+from rstar.search.mcts import run_mcts
+from rstar.search.tree import Tree, tree_from_record, tree_to_record
+
+TREES = "trees.jsonl"
+
+
+@contextmanager
+def search_context(config: RunConfig, scorer=None):
+    """The policy engine and the sandbox of a run, closed afterwards."""
+    from rstar.llm import load_engine
+    from sandbox import Limits, Sandbox
+
+    engine_kwargs = dataclasses.asdict(config.engine)
+    kind = engine_kwargs.pop("kind")
+    if kind == "hf":
+        for key in ("enforce_eager", "gpu_memory_utilization"):
+            engine_kwargs.pop(key)
+    else:
+        for key in ("threads", "int8", "max_batch_rows"):
+            engine_kwargs.pop(key)
+    engine = load_engine(kind, **engine_kwargs)
+    limits = Limits(wall_s=config.sandbox.wall_s, cpu_s=config.sandbox.wall_s,
+                    memory_mb=config.sandbox.memory_mb)
+    with Sandbox(workers=config.sandbox.workers, limits=limits) as sb:
+        yield Context(engine, sb, config.expand, scorer)
+
+
+# -- trees on disk ----------------------------------------------------------
+
+def read_trees(path: Path) -> list[Tree]:
+    """Every complete tree in a tree file; a torn last line (an interrupted
+    write) is cut off the file so that appending continues cleanly."""
+    if not path.exists():
+        return []
+    trees, good_bytes = [], 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                trees.append(tree_from_record(json.loads(raw)))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}: line {len(trees) + 1} is not a tree ({exc})") from None
+            good_bytes += len(raw)
+    if good_bytes != path.stat().st_size:
+        with open(path, "r+b") as f:
+            f.truncate(good_bytes)
+    return trees
+
+
+def append_trees(path: Path, trees: list[Tree], config: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        for t in trees:
+            f.write(json.dumps(tree_to_record(t, config)) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def claim_folder(out: Path, config: RunConfig, kind: str) -> None:
+    """Record the run's config in `out`; refuse a folder of another run."""
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / "config.json"
+    mine = {"command": kind, **config.to_dict()}
+    if marker.exists():
+        theirs = json.loads(marker.read_text())
+        if theirs != mine:
+            raise ValueError(f"{out} holds a {theirs.get('command', '?')} run with another config; "
+                             "use another --out or the same preset and overrides")
+        return
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps(mine, indent=2))
+    os.replace(tmp, marker)
+
+
+def search_problems(problems: list[Problem], out: Path, config: RunConfig,
+                    on_batch=None, scorer=None) -> dict:
+    """MCTS over every problem not yet in `out/trees.jsonl`; returns the summary."""
+    claim_folder(out, config, "search")
+    path = out / TREES
+    done = {t.problem_id for t in read_trees(path)}
+    todo = [p for p in problems if p.id not in done]
+    seconds: dict = {}
+    setup_s = wall = 0.0
+    if todo:
+        t0 = time.perf_counter()
+        with search_context(config, scorer) as ctx:
+            setup_s = time.perf_counter() - t0
+            started = time.perf_counter()
+            for i in range(0, len(todo), config.batch_problems):
+                batch = [Tree(p.id, p.question, p.answer) for p in todo[i:i + config.batch_problems]]
+                run_mcts(batch, ctx, config.mcts)
+                append_trees(path, batch, {"mcts": dataclasses.asdict(config.mcts)})
+                if on_batch:
+                    on_batch(batch)
+            wall = time.perf_counter() - started
+            seconds = dict(ctx.seconds)
+    trees = read_trees(path)
+    summary = summarize(trees)
+    # "other" is the search's own bookkeeping: wall time minus the measured phases.
+    summary["this_run"] = {"searched": len(todo), "setup_s": setup_s, "wall_s": wall,
+                           "seconds": seconds, "other_s": max(0.0, wall - sum(seconds.values()))}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def summarize(trees: list[Tree]) -> dict:
+    nodes = [n for t in trees for n in t.nodes if n.step is not None]
+    return {
+        "problems": len(trees),
+        "solved": sum(t.solved for t in trees),
+        "nodes": len(nodes),
+        "steps_failed": sum(n.status != "ok" for n in nodes),
+        "terminals": sum(n.terminal for n in nodes),
+    }
+
+
+# -- evaluation ---------------------------------------------------------------
+
+MODES = ("greedy", "maj")
+
+
+def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunConfig) -> dict:
+    """Solve without the ground truth, then grade; writes answers.jsonl and metrics.json."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} needs a PPM, which arrives with the training stack; "
+                         f"available now: {', '.join(MODES)}")
+    claim_folder(out, config, f"eval-{mode}-{n}")
+    trees = [Tree(p.id, p.question, None) for p in problems]
+    started = time.perf_counter()
+    with search_context(config) as ctx:
+        for i in range(0, len(trees), config.batch_problems):
+            batch = trees[i:i + config.batch_problems]
+            if mode == "greedy":
+                run_chains(batch, ctx, n=1, temperature=0.0)
+            else:
+                run_chains(batch, ctx, n=n)
+    rows, correct, any_correct = [], 0, 0
+    for p, t in zip(problems, trees):
+        answer = first_answer(t) if mode == "greedy" else majority_answer(t)
+        all_answers = [x.answer for x in t.nodes if x.terminal and x.answer is not None]
+        ok = is_equivalent(answer, p.answer) if p.answer is not None else False
+        any_ok = any(is_equivalent(a, p.answer) for a in all_answers) if p.answer else False
+        correct += ok
+        any_correct += any_ok
+        rows.append({"id": p.id, "answer": answer, "truth": p.answer, "correct": ok,
+                     "answers": all_answers})
+    with open(out / "answers.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    metrics = {"mode": mode, "n": 1 if mode == "greedy" else n, "problems": len(problems),
+               "correct": correct, "accuracy": correct / len(problems),
+               "pass_at_n": any_correct / len(problems),
+               "wall_s": time.perf_counter() - started}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,82 @@
+"""Cheaper searches: independent chains (greedy, majority vote, best-of-N) and
+step beam search with a PPM."""
+from __future__ import annotations
+
+from collections import Counter
+
+from rstar.grading import is_equivalent
+from rstar.search.expand import Context, expand
+from rstar.search.tree import Node, Tree
+
+
+def run_chains(trees: list[Tree], ctx: Context, n: int, temperature: float | None = None) -> None:
+    """n independent solutions per tree: the root gets n samples, every later
+    node one. Temperature 0 with n = 1 is greedy decoding."""
+    heads = expand([(t, t.root) for t in trees], ctx, n=n, temperature=temperature)
+    while heads := [(t, nd) for t, nd in heads if not nd.terminal]:
+        heads = expand(heads, ctx, n=1, temperature=temperature)
+
+
+def run_beam(trees: list[Tree], ctx: Context, beam_width: int, per_beam: int) -> None:
+    """Step beam search: expand every beam with `per_beam` candidates and keep,
+    among the open ones, as many as there are beams without a final answer,
+    the ones the PPM scores highest."""
+    if ctx.scorer is None:
+        raise ValueError("step beam search needs a PPM (--ppm)")
+    beams = {t.problem_id: [t.root] for t in trees}
+    finished = {t.problem_id: 0 for t in trees}
+    live = list(trees)
+    while live:
+        new = expand([(t, b) for t in live for b in beams[t.problem_id]], ctx, n=per_beam)
+        candidates: dict[str, list[Node]] = {t.problem_id: [] for t in live}
+        for t, nd in new:
+            if nd.terminal:
+                finished[t.problem_id] += 1
+            else:
+                candidates[t.problem_id].append(nd)
+        still = []
+        for t in live:
+            slots = beam_width - finished[t.problem_id]
+            keep = sorted(candidates[t.problem_id], key=lambda x: x.ppm, reverse=True)[:max(slots, 0)]
+            if keep:
+                beams[t.problem_id] = keep
+                still.append(t)
+        live = still
+
+
+# -- picking the answer of a tree -------------------------------------------
+
+def answers(tree: Tree) -> list[Node]:
+    return [n for n in tree.nodes if n.terminal and n.answer is not None]
+
+
+def majority_answer(tree: Tree) -> str | None:
+    """The most frequent answer among terminals, equivalent answers grouped."""
+    groups: list[tuple[str, int]] = []
+    for node in answers(tree):
+        for i, (rep, count) in enumerate(groups):
+            if node.answer == rep or is_equivalent(node.answer, rep):
+                groups[i] = (rep, count + 1)
+                break
+        else:
+            groups.append((node.answer, 1))
+    if not groups:
+        return None
+    return max(groups, key=lambda g: g[1])[0]
+
+
+def best_answer(tree: Tree) -> str | None:
+    """The answer whose terminal the PPM (or the backed-up Q) rates highest."""
+    cands = answers(tree)
+    if not cands:
+        return None
+    return max(cands, key=lambda n: (n.ppm if n.ppm is not None else n.value)).answer
+
+
+def first_answer(tree: Tree) -> str | None:
+    cands = answers(tree)
+    return cands[0].answer if cands else None
+
+
+def count(tree: Tree) -> Counter:
+    return Counter(n.answer for n in answers(tree))

@@ -1,0 +1,111 @@
+"""Search trees as plain data: nodes in a list, parents by index.
+
+Statistics follow the paper: `q` is the sum of the rewards backed up through a
+node, `n` its visit count, and Q = q / n. A node carries the step, what the
+sandbox said of its program, and, once terminal, its reward.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from rstar.steps import FINAL_ANSWER, FINAL_CODE, STEP, Step
+
+
+@dataclass(slots=True)
+class Node:
+    id: int
+    parent: int | None
+    depth: int
+    step: Step | None = None  # None at the root
+    status: str = "ok"  # the sandbox's status of this node's program
+    output: str = ""  # stdout of a final code step, or the error line
+    q: float = 0.0
+    n: int = 0
+    ppm: float | None = None  # the PPM's score of the partial solution up to here
+    terminal: bool = False
+    reward: float | None = None  # +1 / -1 (or the PPM's score at inference)
+    answer: str | None = None
+    correct: bool | None = None
+    errors_in_a_row: int = 0
+    children: list[int] = field(default_factory=list)
+    expanded: bool = False
+
+    @property
+    def value(self) -> float:
+        """Q: the mean backed-up reward; the PPM score counts as one prior visit."""
+        if self.ppm is not None:
+            return (self.q + self.ppm) / (self.n + 1)
+        return self.q / self.n if self.n else 0.0
+
+
+@dataclass(slots=True)
+class Tree:
+    """One problem's search tree."""
+
+    problem_id: str
+    question: str
+    truth: str | None
+    nodes: list[Node] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            self.nodes.append(Node(id=0, parent=None, depth=0))
+
+    @property
+    def root(self) -> Node:
+        return self.nodes[0]
+
+    def add(self, parent: Node, step: Step) -> Node:
+        node = Node(id=len(self.nodes), parent=parent.id, depth=parent.depth + 1, step=step)
+        self.nodes.append(node)
+        parent.children.append(node.id)
+        return node
+
+    def path(self, node: Node) -> list[Node]:
+        """Root excluded, `node` included, in order."""
+        out = []
+        while node.parent is not None:
+            out.append(node)
+            node = self.nodes[node.parent]
+        return out[::-1]
+
+    def backpropagate(self, node: Node, reward: float) -> None:
+        """Add the reward to q and one visit to n of every node from `node` to the root."""
+        while True:
+            node.q += reward
+            node.n += 1
+            if node.parent is None:
+                return
+            node = self.nodes[node.parent]
+
+    def terminals(self) -> list[Node]:
+        return [n for n in self.nodes if n.terminal]
+
+    @property
+    def solved(self) -> bool:
+        return any(n.correct for n in self.nodes)
+
+
+# -- on disk: one JSON object per tree ---------------------------------------
+
+def tree_to_record(tree: Tree, config: dict | None = None) -> dict:
+    nodes = []
+    for node in tree.nodes:
+        row = asdict(node)
+        row["step"] = asdict(node.step) if node.step else None
+        nodes.append(row)
+    return {"id": tree.problem_id, "question": tree.question, "answer": tree.truth,
+            "config": config or {}, "nodes": nodes}
+
+
+def tree_from_record(record: dict) -> Tree:
+    nodes = []
+    for row in record["nodes"]:
+        row = dict(row)
+        row["step"] = Step(**row["step"]) if row["step"] else None
+        nodes.append(Node(**row))
+    return Tree(problem_id=record["id"], question=record["question"], truth=record.get("answer"),
+                nodes=nodes)
+
+
+__all__ = ["Node", "Tree", "tree_to_record", "tree_from_record", "STEP", "FINAL_CODE", "FINAL_ANSWER"]

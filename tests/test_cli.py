@@ -1,0 +1,133 @@
+"""`rstar search` and `rstar eval` end to end: the tiny model trained offline,
+the real sandbox, trees on disk, resume, bad input."""
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from rstar.cli import app
+from rstar.runs import read_trees
+from rstar.search.expand import program_steps
+from rstar.steps import FINAL_CODE, STEP
+
+runner = CliRunner()
+
+
+def problems_file(path, pairs):
+    with open(path, "w") as f:
+        for i, (a, b) in enumerate(pairs):
+            f.write(json.dumps({"id": f"t{i}", "question": f"What is {a} and {b}?",
+                                "answer": str(a * b)}) + "\n")
+    return path
+
+
+PAIRS = [(7, 9), (12, 5), (6, 8), (3, 11), (4, 4)]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    work = tmp_path_factory.mktemp("search")
+    problems = problems_file(work / "p.jsonl", PAIRS[:3])
+    out = work / "out"
+    result = runner.invoke(app, ["search", "--problems", str(problems), "--out", str(out),
+                                 "--preset", "tiny", "mcts.rollouts=6"])
+    assert result.exit_code == 0, result.output
+    return work, out
+
+
+def test_tree_invariants(searched, sb):
+    _, out = searched
+    trees = read_trees(out / "trees.jsonl")
+    assert [t.problem_id for t in trees] == ["t0", "t1", "t2"]
+    code_nodes = []
+    for t in trees:
+        assert t.root.n == 6
+        for node in t.nodes:
+            child_visits = sum(t.nodes[c].n for c in node.children)
+            assert node.n == child_visits + (node.n if node.terminal else 0)
+            if node.terminal:
+                assert node.reward in (1.0, -1.0)
+            if node.step and node.step.kind in (STEP, FINAL_CODE):
+                code_nodes.append((t, node))
+    assert code_nodes, "the tiny model wrote no code step"
+    rerun = sb.run_batch([program_steps(t, n) for t, n in code_nodes])
+    assert [r.status.value for r in rerun] == [n.status for _, n in code_nodes]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["problems"] == 3 and summary["nodes"] == sum(len(t.nodes) - 1 for t in trees)
+
+
+def test_resume_searches_only_new_problems(searched):
+    work, out = searched
+    before = (out / "trees.jsonl").read_bytes()
+    problems = problems_file(work / "p5.jsonl", PAIRS)
+    result = runner.invoke(app, ["search", "--problems", str(problems), "--out", str(out),
+                                 "--preset", "tiny", "mcts.rollouts=6"])
+    assert result.exit_code == 0, result.output
+    after = (out / "trees.jsonl").read_bytes()
+    assert after.startswith(before)  # finished trees untouched
+    assert [t.problem_id for t in read_trees(out / "trees.jsonl")] == ["t0", "t1", "t2", "t3", "t4"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["this_run"]["searched"] == 2
+
+
+def test_a_torn_last_line_is_searched_again(tmp_path):
+    problems = problems_file(tmp_path / "p.jsonl", PAIRS[:2])
+    out = tmp_path / "out"
+    args = ["search", "--problems", str(problems), "--out", str(out), "--preset", "tiny",
+            "mcts.rollouts=2", "batch_problems=1"]
+    assert runner.invoke(app, args).exit_code == 0
+    path = out / "trees.jsonl"
+    first, second = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(first + second[: len(second) // 2])  # killed mid-write
+    assert runner.invoke(app, args).exit_code == 0
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert lines[0] == first and len(lines) == 2 and json.loads(lines[1])["id"] == "t1"
+
+
+@pytest.mark.parametrize("content,message", [
+    ('{"id": 1, "question": "ok", "answer": "2"}\nnot json\n', ":2: not JSON"),
+    ('{"id": 1, "answer": "2"}\n', "non-empty 'question'"),
+    ('{"id": 1, "question": "a"}\n{"id": 1, "question": "b"}\n', "duplicate id"),
+    ("", "no problems"),
+])
+def test_malformed_problem_files(tmp_path, content, message):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(content)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["search", "--problems", str(bad), "--out", str(out), "--preset", "tiny"])
+    assert result.exit_code == 2 and message in result.output
+    assert not out.exists()  # nothing written half-way
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--preset", "nope"], "unknown preset"),
+    (["--preset", "tiny", "--policy", "no-such-model"], "unknown model"),
+    (["--preset", "tiny", "mcts.bogus=1"], "unknown config key"),
+])
+def test_bad_options(tmp_path, args, message):
+    problems = problems_file(tmp_path / "p.jsonl", PAIRS[:1])
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["search", "--problems", str(problems), "--out", str(out), *args])
+    assert result.exit_code == 2 and message in result.output
+    assert not out.exists()
+
+
+def test_folder_of_another_config_is_refused(searched):
+    work, out = searched
+    result = runner.invoke(app, ["search", "--problems", str(work / "p.jsonl"), "--out", str(out),
+                                 "--preset", "tiny", "mcts.rollouts=9"])
+    assert result.exit_code == 2 and "another config" in result.output
+
+
+def test_eval_greedy_with_the_default_model(tmp_path):
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["eval", "--dataset", "gsm8k", "--limit", "3", "--mode", "greedy",
+                                 "--out", str(out), "expand.max_depth=4", "expand.max_step_tokens=64"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert metrics["problems"] == 3 and len(rows) == 3
+    assert metrics["correct"] == sum(r["correct"] for r in rows)
+    assert [r["id"] for r in rows] == ["gsm8k_test-0", "gsm8k_test-1", "gsm8k_test-2"]
