@@ -60,6 +60,7 @@ def search(
     out: Path = typer.Option(..., help="output folder: trees.jsonl, summary.json, config.json"),
     preset: str = typer.Option("cpu-demo", help="tiny, cpu-demo or workstation"),
     policy: Optional[str] = typer.Option(None, help="policy model (default: the preset's)"),
+    ppm: Optional[str] = typer.Option(None, help="PPM folder: PPM-augmented MCTS"),
     limit: Optional[int] = typer.Option(None, help="only the first N problems"),
     overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides"),
 ):
@@ -84,8 +85,8 @@ def search(
                 f"nodes {totals['nodes']}  steps/s {rate:.1f}  solved {totals['solved']}/{done}"))
 
         try:
-            summary = search_problems(items, out, config, on_batch)
-        except ValueError as exc:
+            summary = search_problems(items, out, config, on_batch, ppm=ppm)
+        except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
     console.print(f"{summary['problems']} trees in {out / 'trees.jsonl'}: solved {summary['solved']}, "
                   f"{summary['nodes']} nodes, {summary['steps_failed']} failed steps")
@@ -95,10 +96,11 @@ def search(
 def evaluate_cmd(
     dataset: str = typer.Option(..., help="math500, gsm8k, aime2024, amc23, or a JSONL file"),
     out: Path = typer.Option(..., help="output folder: answers.jsonl, metrics.json"),
-    mode: str = typer.Option("greedy", help="greedy or maj"),
-    n: int = typer.Option(8, help="samples for maj"),
+    mode: str = typer.Option("greedy", help="greedy, maj, bon, beam or mcts (the last three need --ppm)"),
+    n: int = typer.Option(8, help="samples for maj and bon; beam width for beam"),
     preset: str = typer.Option("cpu-demo"),
     policy: Optional[str] = typer.Option(None, help="policy model (default: the preset's)"),
+    ppm: Optional[str] = typer.Option(None, help="PPM folder (bon, beam, mcts)"),
     limit: Optional[int] = typer.Option(None, help="only the first N problems"),
     overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides"),
 ):
@@ -109,14 +111,15 @@ def evaluate_cmd(
     items = _problems(dataset, limit)
     _check_model(config.engine.model)
     try:
-        metrics = evaluate(items, mode, n, out, config)
-    except ValueError as exc:
+        metrics = evaluate(items, mode, n, out, config, ppm=ppm)
+    except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     table = Table(title=f"{dataset}: {mode}" + (f"@{n}" if mode == "maj" else ""))
-    for col in ("problems", "correct", "accuracy", f"pass@{metrics['n']}", "wall s"):
+    for col in ("problems", "correct", "accuracy", f"maj@{metrics['n']}", f"pass@{metrics['n']}", "wall s"):
         table.add_column(col)
     table.add_row(str(metrics["problems"]), str(metrics["correct"]), f"{metrics['accuracy']:.1%}",
-                  f"{metrics['pass_at_n']:.1%}", f"{metrics['wall_s']:.0f}")
+                  f"{metrics['majority_accuracy']:.1%}", f"{metrics['pass_at_n']:.1%}",
+                  f"{metrics['wall_s']:.0f}")
     Console().print(table)
 
 

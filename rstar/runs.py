@@ -12,7 +12,7 @@ from pathlib import Path
 from rstar.config import RunConfig
 from rstar.data import Problem
 from rstar.grading import is_equivalent
-from rstar.search.chains import first_answer, majority_answer, run_chains
+from rstar.search.chains import best_answer, first_answer, majority_answer, run_beam, run_chains
 from rstar.search.expand import Context
 from rstar.search.mcts import run_mcts
 from rstar.search.tree import Tree, tree_from_record, tree_to_record
@@ -88,10 +88,20 @@ def claim_folder(out: Path, config: RunConfig, kind: str) -> None:
     os.replace(tmp, marker)
 
 
+def load_scorer(ppm: str | None):
+    if ppm is None:
+        return None
+    from rstar.ppm.model import PPMScorer
+
+    return PPMScorer(ppm)
+
+
 def search_problems(problems: list[Problem], out: Path, config: RunConfig,
-                    on_batch=None, scorer=None) -> dict:
-    """MCTS over every problem not yet in `out/trees.jsonl`; returns the summary."""
-    claim_folder(out, config, "search")
+                    on_batch=None, ppm: str | None = None) -> dict:
+    """MCTS over every problem not yet in `out/trees.jsonl` (PPM-augmented when
+    a PPM is given); returns the summary."""
+    scorer = load_scorer(ppm)  # a bad PPM fails before anything is written
+    claim_folder(out, config, "search" + (f" ppm={Path(ppm).resolve()}" if ppm else ""))
     path = out / TREES
     done = {t.problem_id for t in read_trees(path)}
     todo = [p for p in problems if p.id not in done]
@@ -132,40 +142,57 @@ def summarize(trees: list[Tree]) -> dict:
 
 # -- evaluation ---------------------------------------------------------------
 
-MODES = ("greedy", "maj")
+MODES = ("greedy", "maj", "bon", "beam", "mcts")
+NEEDS_PPM = ("bon", "beam", "mcts")
 
 
-def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunConfig) -> dict:
-    """Solve without the ground truth, then grade; writes answers.jsonl and metrics.json."""
+def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunConfig,
+             ppm: str | None = None) -> dict:
+    """Solve without the ground truth, then grade; writes answers.jsonl and metrics.json.
+
+    Modes: greedy; maj (majority vote over n samples); bon (the PPM's best of
+    the same n samples, majority vote reported beside it); beam (step beam
+    search, beam width n); mcts (PPM-guided MCTS; the PPM's best terminal).
+    """
     if mode not in MODES:
-        raise ValueError(f"mode {mode!r} needs a PPM, which arrives with the training stack; "
-                         f"available now: {', '.join(MODES)}")
-    claim_folder(out, config, f"eval-{mode}-{n}")
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode in NEEDS_PPM and ppm is None:
+        raise ValueError(f"mode {mode} needs a PPM (--ppm FOLDER)")
+    scorer = load_scorer(ppm)
+    claim_folder(out, config, f"eval-{mode}-{n}" + (f" ppm={Path(ppm).resolve()}" if ppm else ""))
     trees = [Tree(p.id, p.question, None) for p in problems]
     started = time.perf_counter()
-    with search_context(config) as ctx:
+    with search_context(config, scorer) as ctx:
         for i in range(0, len(trees), config.batch_problems):
             batch = trees[i:i + config.batch_problems]
             if mode == "greedy":
                 run_chains(batch, ctx, n=1, temperature=0.0)
-            else:
+            elif mode in ("maj", "bon"):
                 run_chains(batch, ctx, n=n)
-    rows, correct, any_correct = [], 0, 0
+            elif mode == "beam":
+                run_beam(batch, ctx, beam_width=n, per_beam=config.expand.candidates)
+            else:
+                run_mcts(batch, ctx, config.mcts)
+    pick = {"greedy": first_answer, "maj": majority_answer}.get(mode, best_answer)
+    rows, correct, any_correct, maj_correct = [], 0, 0, 0
     for p, t in zip(problems, trees):
-        answer = first_answer(t) if mode == "greedy" else majority_answer(t)
+        answer = pick(t)
         all_answers = [x.answer for x in t.nodes if x.terminal and x.answer is not None]
         ok = is_equivalent(answer, p.answer) if p.answer is not None else False
         any_ok = any(is_equivalent(a, p.answer) for a in all_answers) if p.answer else False
+        maj = majority_answer(t)
+        maj_correct += is_equivalent(maj, p.answer) if p.answer is not None else False
         correct += ok
         any_correct += any_ok
         rows.append({"id": p.id, "answer": answer, "truth": p.answer, "correct": ok,
-                     "answers": all_answers})
+                     "majority": maj, "answers": all_answers})
     with open(out / "answers.jsonl", "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
     metrics = {"mode": mode, "n": 1 if mode == "greedy" else n, "problems": len(problems),
                "correct": correct, "accuracy": correct / len(problems),
                "pass_at_n": any_correct / len(problems),
+               "majority_accuracy": maj_correct / len(problems),
                "wall_s": time.perf_counter() - started}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

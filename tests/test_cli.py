@@ -131,3 +131,47 @@ def test_eval_greedy_with_the_default_model(tmp_path):
     assert metrics["problems"] == 3 and len(rows) == 3
     assert metrics["correct"] == sum(r["correct"] for r in rows)
     assert [r["id"] for r in rows] == ["gsm8k_test-0", "gsm8k_test-1", "gsm8k_test-2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_ppm(tmp_path_factory):
+    """A PPM started from the tiny policy: its backbone, a fresh scalar head."""
+    from rstar.ppm.model import init_ppm
+
+    return init_ppm("tiny", tmp_path_factory.mktemp("ppm") / "ppm")
+
+
+def test_ppm_augmented_search(tmp_path, tiny_ppm):
+    problems = problems_file(tmp_path / "p.jsonl", PAIRS[:2])
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["search", "--problems", str(problems), "--out", str(out),
+                                 "--preset", "tiny", "--ppm", str(tiny_ppm), "mcts.rollouts=4"])
+    assert result.exit_code == 0, result.output
+    for t in read_trees(out / "trees.jsonl"):
+        scored = [n for n in t.nodes if n.step is not None]
+        assert scored and all(n.ppm is not None and -1 <= n.ppm <= 1 for n in scored)
+        assert all(n.reward in (1.0, -1.0) for n in t.nodes if n.terminal)  # ground truth decides
+
+
+@pytest.mark.parametrize("mode", ["bon", "beam", "mcts"])
+def test_eval_modes_with_a_ppm(tmp_path, tiny_ppm, mode):
+    problems = problems_file(tmp_path / "p.jsonl", PAIRS[:2])
+    out = tmp_path / mode
+    result = runner.invoke(app, ["eval", "--dataset", str(problems), "--mode", mode, "--n", "2",
+                                 "--ppm", str(tiny_ppm), "--preset", "tiny", "--out", str(out),
+                                 "mcts.rollouts=3"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mode"] == mode and metrics["problems"] == 2
+    assert 0 <= metrics["accuracy"] <= metrics["pass_at_n"] <= 1
+
+
+def test_ppm_modes_need_a_ppm(tmp_path):
+    problems = problems_file(tmp_path / "p.jsonl", PAIRS[:1])
+    result = runner.invoke(app, ["eval", "--dataset", str(problems), "--mode", "bon",
+                                 "--preset", "tiny", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "needs a PPM" in result.output
+    result = runner.invoke(app, ["search", "--problems", str(problems), "--preset", "tiny",
+                                 "--ppm", str(tmp_path), "--out", str(tmp_path / "o2")])
+    assert result.exit_code == 2 and "not a PPM folder" in result.output
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()

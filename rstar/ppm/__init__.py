@@ -1,0 +1,1 @@
+"""The process preference model: an LM backbone with a scalar head."""
