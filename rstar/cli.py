@@ -123,6 +123,77 @@ def evaluate_cmd(
     Console().print(table)
 
 
+@app.command()
+def extract(
+    kind: str = typer.Argument(..., help="sft (best verified trajectories) or ppm (preference pairs)"),
+    trees: Path = typer.Option(..., help="a trees.jsonl written by rstar search"),
+    out: Path = typer.Option(..., help="output JSONL"),
+):
+    """Training data from search trees, as in the paper."""
+    import json
+
+    from rstar.extract import ppm_pairs, sft_records
+    from rstar.runs import read_trees
+
+    if kind not in ("sft", "ppm"):
+        _fail(f"unknown kind {kind!r}: sft or ppm")
+    if not trees.is_file():
+        _fail(f"{trees} does not exist")
+    try:
+        loaded = read_trees(trees)
+    except ValueError as exc:
+        _fail(str(exc))
+    make = sft_records if kind == "sft" else ppm_pairs
+    records = [r for t in loaded for r in make(t)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    os.replace(tmp, out)  # never a half-written data file
+    covered = len({r["id"] for r in records})
+    console.print(f"{len(records)} {kind} records from {covered} of {len(loaded)} trees -> {out}")
+
+
+@app.command()
+def train(
+    what: str = typer.Argument(..., help="policy (SFT with LoRA) or ppm (pairwise loss, LoRA + head)"),
+    data: Path = typer.Option(..., help="rstar extract sft / ppm output"),
+    out: Path = typer.Option(..., help="output folder (rerun to resume from its last checkpoint)"),
+    preset: str = typer.Option("cpu-demo"),
+    base: Optional[str] = typer.Option(None, help="the model to start from (default: the preset's)"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides"),
+):
+    """Fine-tune the policy or train the PPM."""
+    from rstar.policy_train import train_policy
+    from rstar.ppm.train import PairFileError, train_ppm
+
+    if what not in ("policy", "ppm"):
+        _fail(f"unknown target {what!r}: policy or ppm")
+    section = "policy_train" if what == "policy" else "ppm_train"
+    from rstar.config import load_config
+
+    try:
+        config = load_config(preset, overrides or [], **{f"{section}.base": base})
+    except ValueError as exc:
+        _fail(str(exc))
+    settings = getattr(config, section)
+    _check_model(settings.base)
+    try:
+        if what == "policy":
+            metrics = train_policy(data, out, settings)
+        else:
+            metrics = train_ppm(data, out, settings)
+    except PairFileError as exc:
+        _fail(str(exc))
+    summary = f"{what}: {metrics['steps']} steps, final loss {metrics['losses'][-1]:.4f}"
+    if metrics["skipped_too_long"]:
+        summary += f", {metrics['skipped_too_long']} skipped as longer than max_length"
+    if "eval_pairwise_accuracy" in metrics:
+        summary += f", held-out pairwise accuracy {metrics['eval_pairwise_accuracy']:.1%}"
+    console.print(summary + f" -> {out}")
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

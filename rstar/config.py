@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from rstar.policy_train import PolicyTrainConfig
+from rstar.ppm.train import PPMTrainConfig
 from rstar.search.expand import ExpandConfig
 from rstar.search.mcts import MCTSConfig
 
@@ -41,6 +43,8 @@ class RunConfig:
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     expand: ExpandConfig = field(default_factory=ExpandConfig)
     mcts: MCTSConfig = field(default_factory=MCTSConfig)
+    policy_train: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
+    ppm_train: PPMTrainConfig = field(default_factory=PPMTrainConfig)
     batch_problems: int = field(default=8, metadata={"help": "problems whose trees advance together"})
 
     def __post_init__(self) -> None:
@@ -116,8 +120,10 @@ def _coerce(value, default, name: str):
     elif isinstance(default, float):
         ok = number
         value = float(value) if ok else value
+    elif isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
     else:
         ok = isinstance(value, type(default))
     if not ok:
         raise ValueError(f"{name} must be a {type(default).__name__}, not {value!r}")
-    return value
+    return tuple(value) if isinstance(default, tuple) else value

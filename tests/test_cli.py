@@ -175,3 +175,18 @@ def test_ppm_modes_need_a_ppm(tmp_path):
                                  "--ppm", str(tmp_path), "--out", str(tmp_path / "o2")])
     assert result.exit_code == 2 and "not a PPM folder" in result.output
     assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
+
+
+def test_extract_from_searched_trees(searched, tmp_path):
+    _, out = searched
+    for kind in ("sft", "ppm"):
+        target = tmp_path / f"{kind}.jsonl"
+        result = runner.invoke(app, ["extract", kind, "--trees", str(out / "trees.jsonl"),
+                                     "--out", str(target)])
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in target.read_text().splitlines()]
+        keys = {"prompt", "response"} if kind == "sft" else {"prefix", "positive", "negative"}
+        assert all(keys <= set(r) for r in rows)
+    result = runner.invoke(app, ["extract", "nope", "--trees", str(out / "trees.jsonl"),
+                                 "--out", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 2

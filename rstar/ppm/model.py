@@ -72,6 +72,9 @@ class PPMScorer:
         import torch
 
         outs = []
+        # Scored as trained: TRL's RewardTrainer appends EOS to every text.
+        eos = self.tokenizer.eos_token or ""
+        texts = [t if t.endswith(eos) else t + eos for t in texts]
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
                 enc = self.tokenizer(list(texts[i:i + self.batch_size]), return_tensors="pt",

@@ -1,0 +1,110 @@
+"""Policy SFT: LoRA on the policy with peft, loss on the solution tokens only
+(TRL's SFTTrainer on prompt/completion records), checkpoints resumable, the
+adapter and (on request) merged weights in Hugging Face format."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rstar.llm.models import resolve_model
+
+
+@dataclass(frozen=True)
+class PolicyTrainConfig:
+    """Settings of policy SFT (defaults suit a CPU and small models)."""
+
+    base: str = field(default="default", metadata={"help": "the policy to fine-tune"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    target_modules: tuple = field(default=("q_proj", "k_proj", "v_proj", "o_proj"),
+                                  metadata={"help": "modules LoRA adapts"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
+    epochs: float = field(default=2.0, metadata={"help": "passes over the data"})
+    batch_size: int = field(default=4, metadata={"help": "examples per step"})
+    max_length: int = field(default=1024, metadata={"help": "tokens; longer examples are skipped and counted"})
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (resume point)"})
+    merge: bool = field(default=True, metadata={"help": "also write merged weights (vLLM serves those)"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 (GPU)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+    seed: int = field(default=0, metadata={"help": "data order and initialisation"})
+
+
+def load_sft(path: Path) -> list[dict]:
+    from rstar.ppm.train import PairFileError
+
+    if not Path(path).is_file():
+        raise PairFileError(f"{path} does not exist")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise PairFileError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row.get(k)
+                                                    for k in ("prompt", "response")):
+                raise PairFileError(f"{path}:{lineno}: needs non-empty string fields prompt, response")
+            rows.append(row)
+    if not rows:
+        raise PairFileError(f"{path}: no examples")
+    return rows
+
+
+def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: bool = True) -> dict:
+    """Fine-tune `config.base` with LoRA on `data` (rstar extract sft); write the
+    adapter to `out/adapter`, merged weights to `out` when `config.merge`,
+    checkpoints to `out/checkpoints` (a rerun resumes) and `out/metrics.json`."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from rstar.ppm.train import PairFileError
+
+    out = Path(out)
+    rows = load_sft(data)
+    base = resolve_model(config.base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    examples, too_long = [], 0
+    for r in rows:
+        if len(tokenizer(r["prompt"] + r["response"])["input_ids"]) + 1 > config.max_length:
+            too_long += 1  # counted and reported, never silently dropped
+            continue
+        examples.append({"prompt": r["prompt"], "completion": r["response"]})
+    if not examples:
+        raise PairFileError(f"{data}: no example fits max_length={config.max_length}")
+    torch.manual_seed(config.seed)
+    model = AutoModelForCausalLM.from_pretrained(
+        base, dtype=torch.bfloat16 if config.bf16 else torch.float32)
+    checkpoints = out / "checkpoints"
+    args = SFTConfig(
+        output_dir=str(checkpoints), per_device_train_batch_size=config.batch_size,
+        num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+        max_length=config.max_length, completion_only_loss=True, logging_steps=1,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, report_to=[],
+        seed=config.seed, bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
+        disable_tqdm=not progress, use_cpu=not torch.cuda.is_available())
+    lora = LoraConfig(task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules=list(config.target_modules))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                         processing_class=tokenizer, peft_config=lora)
+    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.model.save_pretrained(out / "adapter")
+    tokenizer.save_pretrained(out / "adapter")
+    if config.merge:
+        trainer.model.merge_and_unload().save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    metrics = {"examples": len(rows), "skipped_too_long": too_long, "train_loss": result.training_loss,
+               "steps": result.global_step, "resumed": resume,
+               "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+               "config": asdict(config)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,135 @@
+"""Training the PPM on preference pairs: LoRA on the backbone, the scalar head
+trained in full (peft `modules_to_save`), loss -log sigmoid(r(pos) - r(neg))
+(TRL's RewardTrainer), held-out pairwise accuracy reported."""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rstar.llm.models import resolve_model
+
+
+@dataclass(frozen=True)
+class PPMTrainConfig:
+    """Settings of PPM training (defaults suit a CPU and small models)."""
+
+    base: str = field(default="default", metadata={"help": "the (fine-tuned) policy the PPM starts from"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    target_modules: tuple = field(default=("q_proj", "k_proj", "v_proj", "o_proj"),
+                                  metadata={"help": "modules LoRA adapts"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the pairs"})
+    batch_size: int = field(default=8, metadata={"help": "pairs per step"})
+    max_length: int = field(default=1024, metadata={"help": "tokens; longer pairs are skipped and counted"})
+    eval_fraction: float = field(default=0.1, metadata={"help": "held-out share for pairwise accuracy"})
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (resume point)"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 (GPU)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+    seed: int = field(default=0, metadata={"help": "data split and initialisation"})
+
+
+class PairFileError(ValueError):
+    """A pair file that cannot be used; the message names the file and line."""
+
+
+def load_pairs(path: Path) -> list[dict]:
+    if not Path(path).is_file():
+        raise PairFileError(f"{path} does not exist")
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise PairFileError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or not all(
+                    isinstance(row.get(k), str) for k in ("prefix", "positive", "negative")):
+                raise PairFileError(f"{path}:{lineno}: needs string fields prefix, positive, negative")
+            pairs.append(row)
+    if not pairs:
+        raise PairFileError(f"{path}: no pairs")
+    return pairs
+
+
+def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = True) -> dict:
+    """Train a PPM from `config.base` on the pairs in `data`; write a PPM folder
+    (merged weights, loadable by PPMScorer) to `out`, its LoRA adapter to
+    `out/adapter`, checkpoints to `out/checkpoints` (a rerun resumes from the
+    last one) and `out/metrics.json`."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    out = Path(out)
+    pairs = load_pairs(data)
+    base = resolve_model(config.base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    rows, too_long = [], 0
+    for p in pairs:
+        chosen, rejected = p["prefix"] + p["positive"], p["prefix"] + p["negative"]
+        longest = max(len(tokenizer(t)["input_ids"]) for t in (chosen, rejected)) + 1  # + EOS
+        if longest > config.max_length:
+            too_long += 1  # counted and reported, never silently dropped
+            continue
+        rows.append({"chosen": chosen, "rejected": rejected})
+    if len(rows) < 2:
+        raise PairFileError(f"{data}: {len(rows)} usable pairs ({too_long} longer than "
+                            f"max_length={config.max_length})")
+    random.Random(config.seed).shuffle(rows)
+    n_eval = max(1, int(len(rows) * config.eval_fraction))
+    train_rows, eval_rows = rows[n_eval:], rows[:n_eval]
+
+    torch.manual_seed(config.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=1, dtype=torch.bfloat16 if config.bf16 else torch.float32)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    checkpoints = out / "checkpoints"
+    args = RewardConfig(
+        output_dir=str(checkpoints), per_device_train_batch_size=config.batch_size,
+        num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+        max_length=config.max_length, logging_steps=1, save_strategy="steps",
+        save_steps=config.save_steps, save_total_limit=2, report_to=[], seed=config.seed,
+        bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
+        disable_tqdm=not progress, use_cpu=not torch.cuda.is_available())
+    lora = LoraConfig(task_type="SEQ_CLS", r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules=list(config.target_modules),
+                      modules_to_save=["score"])
+    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+                            processing_class=tokenizer, peft_config=lora)
+    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+
+    trained = trainer.model
+    trained.save_pretrained(out / "adapter")
+    tokenizer.save_pretrained(out / "adapter")
+    merged = trained.merge_and_unload()
+    merged.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    accuracy = pairwise_accuracy(out, eval_rows)
+    metrics = {"pairs": len(pairs), "skipped_too_long": too_long, "train_pairs": len(train_rows),
+               "eval_pairs": len(eval_rows), "train_loss": result.training_loss,
+               "steps": result.global_step, "resumed": resume, "eval_pairwise_accuracy": accuracy,
+               "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+               "config": asdict(config)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def pairwise_accuracy(ppm_folder: Path, rows: list[dict]) -> float:
+    """Share of pairs whose chosen text the PPM scores above the rejected one."""
+    from rstar.ppm.model import PPMScorer
+
+    scorer = PPMScorer(str(ppm_folder))
+    chosen = scorer.score([r["chosen"] for r in rows])
+    rejected = scorer.score([r["rejected"] for r in rows])
+    return sum(c > r for c, r in zip(chosen, rejected)) / len(rows)
