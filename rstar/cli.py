@@ -110,10 +110,22 @@ def evaluate_cmd(
     config = _config(preset, overrides, policy)
     items = _problems(dataset, limit)
     _check_model(config.engine.model)
-    try:
-        metrics = evaluate(items, mode, n, out, config, ppm=ppm)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task(f"eval {mode}", total=len(items), stats="")
+        nodes = [0]
+
+        def on_batch(trees):
+            nodes[0] += sum(len(t.nodes) - 1 for t in trees)
+            rate = nodes[0] / max(time.perf_counter() - started, 1e-9)
+            answered = sum(any(x.answer is not None for x in t.nodes) for t in trees)
+            bar.update(task, advance=len(trees),
+                       stats=f"nodes {nodes[0]}  steps/s {rate:.1f}  answered {answered}/{len(trees)} (last batch)")
+
+        try:
+            metrics = evaluate(items, mode, n, out, config, ppm=ppm, on_batch=on_batch)
+        except (ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
     table = Table(title=f"{dataset}: {mode}" + (f"@{n}" if mode == "maj" else ""))
     for col in ("problems", "correct", "accuracy", f"maj@{metrics['n']}", f"pass@{metrics['n']}", "wall s"):
         table.add_column(col)

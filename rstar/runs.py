@@ -76,7 +76,7 @@ def claim_folder(out: Path, config: RunConfig, kind: str) -> None:
     """Record the run's config in `out`; refuse a folder of another run."""
     out.mkdir(parents=True, exist_ok=True)
     marker = out / "config.json"
-    mine = {"command": kind, **config.to_dict()}
+    mine = json.loads(json.dumps({"command": kind, **config.to_dict()}))  # as stored (tuples -> lists)
     if marker.exists():
         theirs = json.loads(marker.read_text())
         if theirs != mine:
@@ -147,7 +147,7 @@ NEEDS_PPM = ("bon", "beam", "mcts")
 
 
 def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunConfig,
-             ppm: str | None = None) -> dict:
+             ppm: str | None = None, on_batch=None) -> dict:
     """Solve without the ground truth, then grade; writes answers.jsonl and metrics.json.
 
     Modes: greedy; maj (majority vote over n samples); bon (the PPM's best of
@@ -173,6 +173,8 @@ def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunC
                 run_beam(batch, ctx, beam_width=n, per_beam=config.expand.candidates)
             else:
                 run_mcts(batch, ctx, config.mcts)
+            if on_batch:
+                on_batch(batch)
     pick = {"greedy": first_answer, "maj": majority_answer}.get(mode, best_answer)
     rows, correct, any_correct, maj_correct = [], 0, 0, 0
     for p, t in zip(problems, trees):

@@ -58,7 +58,8 @@ def test_ppm_trained_what_it_should(trained_ppm, tmp_path):
     end = load_file(str(folder / "model.safetensors"))
     changed = {k for k in start if not torch.equal(start[k], end[k])}
     assert "score.weight" in changed  # the head, trained in full
-    assert any("q_proj" in k for k in changed) and any("v_proj" in k for k in changed)  # LoRA, merged
+    lora_targets = {k for k in start if any(t in k for t in ("q_proj", "k_proj", "v_proj", "o_proj"))}
+    assert lora_targets and lora_targets <= changed  # every LoRA target, merged
     assert not any("mlp" in k or "embed" in k or "norm" in k for k in changed)  # frozen
 
 
