@@ -20,7 +20,9 @@ import time
 from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
+from report import save_report  # noqa: E402
 
 PROMPTS = [
     "<|im_start|>user\nQuestion: A train travels 60 km in 1.5 hours. What is its speed?<|im_end|>\n"
@@ -99,10 +101,7 @@ def main(argv=None) -> dict:
             continue
         print(f"| {r['model']} | {r['engine']} | {r['load_s']:.1f} | {r['batch1']['tokens_per_s']:.1f} "
               f"| {r['batch16']['tokens_per_s']:.1f} |")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"\nwrote {args.out}")
+    save_report(report, args.out)
     return report
 
 

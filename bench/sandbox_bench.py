@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from datetime import datetime, timezone
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
+from report import save_report  # noqa: E402
 
 from baselines import PebbleExecutor, SubprocessExecutor  # noqa: E402
 from workload import make_workload  # noqa: E402
@@ -209,10 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
             "print1_vs_floor": ours["print1"]["p50_ms"] / (report["floor"]["fork_print"] * 1e3),
         }
     print_table(report)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"\nwrote {args.out}")
+    save_report(report, args.out)
     return report
 
 

@@ -9,7 +9,6 @@ under 5% of the wall time (engine and sandbox start-up are reported apart).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -18,7 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
+from report import save_report  # noqa: E402
 
 from rstar.config import load_config  # noqa: E402
 from rstar.data import load_problems  # noqa: E402
@@ -54,10 +55,7 @@ def main(argv=None) -> dict:
               "problems": args.problems, "limit": args.limit, "preset": args.preset,
               "config": config.to_dict(), "summary": summary, "phases": phases,
               "other_share": run["other_s"] / wall}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"\nwrote {args.out}")
+    save_report(report, args.out)
     return report
 
 

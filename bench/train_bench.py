@@ -22,7 +22,9 @@ import time
 from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 ROOT = os.path.dirname(HERE)
+from report import save_report  # noqa: E402
 
 STEP = ("<code>\n# Step {k}: work out part {k} of the problem\nvalue_{k} = {a} * {b} + {k}\n"
         "<end_of_step>\n\n")
@@ -101,10 +103,7 @@ def main(argv=None) -> dict:
               f"| {r['peak_rss_gib']:.2f} | {r['final_loss']:.4f} |")
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "base": args.base, "rows": rows}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"\nwrote {args.out}")
+    save_report(report, args.out)
     return report
 
 

@@ -178,7 +178,8 @@ def train(
 ):
     """Fine-tune the policy or train the PPM."""
     from rstar.policy_train import train_policy
-    from rstar.ppm.train import PairFileError, train_ppm
+    from rstar.ppm.train import train_ppm
+    from rstar.training import DataFileError
 
     if what not in ("policy", "ppm"):
         _fail(f"unknown target {what!r}: policy or ppm")
@@ -196,7 +197,7 @@ def train(
             metrics = train_policy(data, out, settings)
         else:
             metrics = train_ppm(data, out, settings)
-    except PairFileError as exc:
+    except DataFileError as exc:
         _fail(str(exc))
     summary = f"{what}: {metrics['steps']} steps, final loss {metrics['losses'][-1]:.4f}"
     if metrics["skipped_too_long"]:

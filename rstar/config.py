@@ -53,7 +53,7 @@ class RunConfig:
         if self.batch_problems < 1 or self.mcts.rollouts < 1 or self.expand.candidates < 1:
             raise ValueError("batch_problems, mcts.rollouts and expand.candidates must be >= 1")
         if self.expand.prompt_style not in ("chat", "plain", "sft"):
-            raise ValueError(f"expand.prompt_style must be chat, plain or sft")
+            raise ValueError("expand.prompt_style must be chat, plain or sft")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

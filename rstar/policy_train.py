@@ -8,50 +8,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rstar.llm.models import resolve_model
+from rstar.training import DataFileError, LoraTrainConfig, read_records
 
 
 @dataclass(frozen=True)
-class PolicyTrainConfig:
-    """Settings of policy SFT (defaults suit a CPU and small models)."""
+class PolicyTrainConfig(LoraTrainConfig):
+    """Policy SFT settings: the shared LoRA settings, SFT defaults, merging."""
 
-    base: str = field(default="default", metadata={"help": "the policy to fine-tune"})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
-    target_modules: tuple = field(default=("q_proj", "k_proj", "v_proj", "o_proj"),
-                                  metadata={"help": "modules LoRA adapts"})
     learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
     epochs: float = field(default=2.0, metadata={"help": "passes over the data"})
     batch_size: int = field(default=4, metadata={"help": "examples per step"})
-    max_length: int = field(default=1024, metadata={"help": "tokens; longer examples are skipped and counted"})
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (resume point)"})
     merge: bool = field(default=True, metadata={"help": "also write merged weights (vLLM serves those)"})
-    bf16: bool = field(default=False, metadata={"help": "bfloat16 (GPU)"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
-    seed: int = field(default=0, metadata={"help": "data order and initialisation"})
 
 
 def load_sft(path: Path) -> list[dict]:
-    from rstar.ppm.train import PairFileError
-
-    if not Path(path).is_file():
-        raise PairFileError(f"{path} does not exist")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PairFileError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row.get(k)
-                                                    for k in ("prompt", "response")):
-                raise PairFileError(f"{path}:{lineno}: needs non-empty string fields prompt, response")
-            rows.append(row)
-    if not rows:
-        raise PairFileError(f"{path}: no examples")
-    return rows
+    return read_records(path, ("prompt", "response"), "examples")
 
 
 def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: bool = True) -> dict:
@@ -63,8 +34,6 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
-
-    from rstar.ppm.train import PairFileError
 
     out = Path(out)
     rows = load_sft(data)
@@ -79,7 +48,7 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
             continue
         examples.append({"prompt": r["prompt"], "completion": r["response"]})
     if not examples:
-        raise PairFileError(f"{data}: no example fits max_length={config.max_length}")
+        raise DataFileError(f"{data}: no example fits max_length={config.max_length}")
     torch.manual_seed(config.seed)
     model = AutoModelForCausalLM.from_pretrained(
         base, dtype=torch.bfloat16 if config.bf16 else torch.float32)

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence, Union
 
 from sandbox import _isolation
 from sandbox._protocol import encode_request
-from sandbox._types import Limits, Result, Status
+from sandbox._types import Limits, Result
 from sandbox._worker import Worker, WorkerStartError
 
 Program = Union[str, Sequence[str]]

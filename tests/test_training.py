@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 from rstar.llm.models import resolve_model
 from rstar.policy_train import PolicyTrainConfig, train_policy
 from rstar.ppm.model import PPMScorer, init_ppm
-from rstar.ppm.train import PairFileError, PPMTrainConfig, train_ppm
+from rstar.ppm.train import PPMTrainConfig, train_ppm
+from rstar.training import DataFileError
 
 PPM_CFG = PPMTrainConfig(base="tiny", epochs=3, learning_rate=5e-3, batch_size=8, max_length=256,
                          save_steps=5)
@@ -104,12 +105,12 @@ def test_ppm_resume_continues_from_the_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("content,message", [
-    ("", "no pairs"), ("{not json\n", "not JSON"), ('{"prefix": "a", "positive": "b"}\n', "needs string"),
+    ("", "no pairs"), ("{not json\n", "not JSON"), ('{"prefix": "a", "positive": "b"}\n', "needs non-empty string"),
 ])
 def test_bad_pair_files(tmp_path, content, message):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content)
-    with pytest.raises(PairFileError, match=message):
+    with pytest.raises(DataFileError, match=message):
         train_ppm(bad, tmp_path / "out", PPM_CFG, progress=False)
 
 

@@ -5,7 +5,6 @@ SEQ_CLS LoRA adapts (the head, `score`, in `modules_to_save`). A score is
 tanh of the head's output, in [-1, 1]."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 

@@ -9,52 +9,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rstar.llm.models import resolve_model
+from rstar.training import DataFileError, LoraTrainConfig, read_records
 
 
 @dataclass(frozen=True)
-class PPMTrainConfig:
-    """Settings of PPM training (defaults suit a CPU and small models)."""
+class PPMTrainConfig(LoraTrainConfig):
+    """PPM training settings: the shared LoRA settings and a held-out share."""
 
     base: str = field(default="default", metadata={"help": "the (fine-tuned) policy the PPM starts from"})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
-    target_modules: tuple = field(default=("q_proj", "k_proj", "v_proj", "o_proj"),
-                                  metadata={"help": "modules LoRA adapts"})
-    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the pairs"})
-    batch_size: int = field(default=8, metadata={"help": "pairs per step"})
-    max_length: int = field(default=1024, metadata={"help": "tokens; longer pairs are skipped and counted"})
     eval_fraction: float = field(default=0.1, metadata={"help": "held-out share for pairwise accuracy"})
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (resume point)"})
-    bf16: bool = field(default=False, metadata={"help": "bfloat16 (GPU)"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
-    seed: int = field(default=0, metadata={"help": "data split and initialisation"})
-
-
-class PairFileError(ValueError):
-    """A pair file that cannot be used; the message names the file and line."""
 
 
 def load_pairs(path: Path) -> list[dict]:
-    if not Path(path).is_file():
-        raise PairFileError(f"{path} does not exist")
-    pairs = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PairFileError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not all(
-                    isinstance(row.get(k), str) for k in ("prefix", "positive", "negative")):
-                raise PairFileError(f"{path}:{lineno}: needs string fields prefix, positive, negative")
-            pairs.append(row)
-    if not pairs:
-        raise PairFileError(f"{path}: no pairs")
-    return pairs
+    return read_records(path, ("prefix", "positive", "negative"), "pairs")
 
 
 def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = True) -> dict:
@@ -83,7 +50,7 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
             continue
         rows.append({"chosen": chosen, "rejected": rejected})
     if len(rows) < 2:
-        raise PairFileError(f"{data}: {len(rows)} usable pairs ({too_long} longer than "
+        raise DataFileError(f"{data}: {len(rows)} usable pairs ({too_long} longer than "
                             f"max_length={config.max_length})")
     random.Random(config.seed).shuffle(rows)
     n_eval = max(1, int(len(rows) * config.eval_fraction))

@@ -1,0 +1,57 @@
+"""What the two training recipes share: LoRA and optimisation settings, and
+reading their JSONL data with clear errors."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class DataFileError(ValueError):
+    """A training data file that cannot be used; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class LoraTrainConfig:
+    """Settings every LoRA recipe has (defaults suit a CPU and small models)."""
+
+    base: str = field(default="default", metadata={"help": "the model to start from"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    target_modules: tuple = field(default=("q_proj", "k_proj", "v_proj", "o_proj"),
+                                  metadata={"help": "modules LoRA adapts"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the data"})
+    batch_size: int = field(default=8, metadata={"help": "examples (or pairs) per step"})
+    max_length: int = field(default=1024, metadata={"help": "tokens; longer examples are skipped and counted"})
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (resume point)"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 (GPU)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+    seed: int = field(default=0, metadata={"help": "data order, split and initialisation"})
+
+
+def read_records(path: Path, fields: tuple[str, ...], what: str) -> list[dict]:
+    """Every line of a JSONL file, each an object with non-empty string `fields`.
+
+    Raises:
+        DataFileError: missing file, a malformed line, a missing field, no records.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path} does not exist")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFileError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k] for k in fields):
+                raise DataFileError(f"{path}:{lineno}: needs non-empty string fields {', '.join(fields)}")
+            rows.append(row)
+    if not rows:
+        raise DataFileError(f"{path}: no {what}")
+    return rows
