@@ -73,7 +73,7 @@ def test_saved_ppm_scores_the_same_from_merged_and_adapter(trained_ppm):
     assert all(-1 <= s <= 1 for s in merged.score(texts))
 
 
-def test_pairwise_loss_is_minus_log_sigmoid_of_the_margin(trained_ppm):
+def test_pairwise_loss_is_minus_log_sigmoid_of_the_margin(trained_ppm, tmp_path):
     """TRL's RewardTrainer loss on one pair equals the hand-computed value."""
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
@@ -83,7 +83,7 @@ def test_pairwise_loss_is_minus_log_sigmoid_of_the_margin(trained_ppm):
     chosen, rejected = "x = 1 * 3<end_of_step>", "x = 1 / 0<end_of_step>"
     rc, rr = scorer.raw([chosen, rejected]).tolist()
     expected = -torch.nn.functional.logsigmoid(torch.tensor(rc - rr)).item()
-    args = RewardConfig(output_dir="/tmp/rstar-loss-check", report_to=[], use_cpu=True, max_length=64)
+    args = RewardConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, max_length=64)
     trainer = RewardTrainer(model=scorer.model, args=args, processing_class=scorer.tokenizer,
                             train_dataset=Dataset.from_list([{"chosen": chosen, "rejected": rejected}]))
     batch = trainer.data_collator([trainer.train_dataset[0]])
@@ -114,7 +114,7 @@ def test_bad_pair_files(tmp_path, content, message):
         train_ppm(bad, tmp_path / "out", PPM_CFG, progress=False)
 
 
-def test_policy_label_mask_is_the_solution_only():
+def test_policy_label_mask_is_the_solution_only(tmp_path):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -122,7 +122,7 @@ def test_policy_label_mask_is_the_solution_only():
     path = resolve_model("tiny")
     tok = AutoTokenizer.from_pretrained(path)
     prompt, completion = "<|user|>\nWhat is 2 and 3?\n<|assistant|>\n", "x = 2 * 3<end_of_step>"
-    args = SFTConfig(output_dir="/tmp/rstar-mask-check", report_to=[], use_cpu=True,
+    args = SFTConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True,
                      completion_only_loss=True, max_length=128)
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=args, processing_class=tok,
                          train_dataset=Dataset.from_list([{"prompt": prompt, "completion": completion}]))
