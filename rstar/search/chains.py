@@ -2,8 +2,6 @@
 step beam search with a PPM."""
 from __future__ import annotations
 
-from collections import Counter
-
 from rstar.grading import is_equivalent
 from rstar.search.expand import Context, expand
 from rstar.search.tree import Node, Tree
@@ -76,7 +74,3 @@ def best_answer(tree: Tree) -> str | None:
 def first_answer(tree: Tree) -> str | None:
     cands = answers(tree)
     return cands[0].answer if cands else None
-
-
-def count(tree: Tree) -> Counter:
-    return Counter(n.answer for n in answers(tree))

@@ -78,9 +78,6 @@ class Tree:
                 return
             node = self.nodes[node.parent]
 
-    def terminals(self) -> list[Node]:
-        return [n for n in self.nodes if n.terminal]
-
     @property
     def solved(self) -> bool:
         return any(n.correct for n in self.nodes)
