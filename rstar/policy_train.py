@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rstar.llm.models import resolve_model
-from rstar.training import DataFileError, LoraTrainConfig, read_records
+from rstar.training import DataFileError, LoraTrainConfig, fits, load_tokenizer, read_records
 
 
 @dataclass(frozen=True)
@@ -32,21 +32,16 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     out = Path(out)
     rows = load_sft(data)
     base = resolve_model(config.base)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    examples, too_long = [], 0
-    for r in rows:
-        if len(tokenizer(r["prompt"] + r["response"])["input_ids"]) + 1 > config.max_length:
-            too_long += 1  # counted and reported, never silently dropped
-            continue
-        examples.append({"prompt": r["prompt"], "completion": r["response"]})
+    tokenizer = load_tokenizer(base)
+    examples = [{"prompt": r["prompt"], "completion": r["response"]} for r in rows
+                if fits(tokenizer, (r["prompt"] + r["response"],), config.max_length)]
+    too_long = len(rows) - len(examples)
     if not examples:
         raise DataFileError(f"{data}: no example fits max_length={config.max_length}")
     torch.manual_seed(config.seed)

@@ -31,6 +31,22 @@ class LoraTrainConfig:
     seed: int = field(default=0, metadata={"help": "data order, split and initialisation"})
 
 
+def load_tokenizer(base: str):
+    """The tokenizer of a resolved model folder, with a pad token (EOS if none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def fits(tokenizer, texts: tuple[str, ...], max_length: int) -> bool:
+    """Whether every text, with the EOS the trainers append, fits in max_length.
+    Callers skip and count what does not (TRL would drop it silently)."""
+    return all(len(tokenizer(t)["input_ids"]) + 1 <= max_length for t in texts)
+
+
 def read_records(path: Path, fields: tuple[str, ...], what: str) -> list[dict]:
     """Every line of a JSONL file, each an object with non-empty string `fields`.
 

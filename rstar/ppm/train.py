@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rstar.llm.models import resolve_model
-from rstar.training import DataFileError, LoraTrainConfig, read_records
+from rstar.training import DataFileError, LoraTrainConfig, fits, load_tokenizer, read_records
 
 
 @dataclass(frozen=True)
@@ -32,23 +32,16 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     out = Path(out)
     pairs = load_pairs(data)
     base = resolve_model(config.base)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    rows, too_long = [], 0
-    for p in pairs:
-        chosen, rejected = p["prefix"] + p["positive"], p["prefix"] + p["negative"]
-        longest = max(len(tokenizer(t)["input_ids"]) for t in (chosen, rejected)) + 1  # + EOS
-        if longest > config.max_length:
-            too_long += 1  # counted and reported, never silently dropped
-            continue
-        rows.append({"chosen": chosen, "rejected": rejected})
+    tokenizer = load_tokenizer(base)
+    both = [(p["prefix"] + p["positive"], p["prefix"] + p["negative"]) for p in pairs]
+    rows = [{"chosen": c, "rejected": r} for c, r in both if fits(tokenizer, (c, r), config.max_length)]
+    too_long = len(pairs) - len(rows)
     if len(rows) < 2:
         raise DataFileError(f"{data}: {len(rows)} usable pairs ({too_long} longer than "
                             f"max_length={config.max_length})")
