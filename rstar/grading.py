@@ -11,6 +11,25 @@ import threading
 
 GRADE_TIMEOUT_S = 5.0
 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="grade")
+_pool_lock = threading.Lock()
+
+
+def _off_main_thread(answer: str, truth: str, timeout_s: float) -> bool:
+    """Run the comparison in the grading thread, bounded by our own timeout.
+    A call that overruns keeps its thread busy, so later grades get a fresh
+    pool instead of queueing behind it (the stuck thread is abandoned)."""
+    global _pool
+    with _pool_lock:
+        pool = _pool
+    future = pool.submit(_verify, answer, truth, None)
+    try:
+        return future.result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        with _pool_lock:
+            if _pool is pool:
+                _pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="grade")
+        pool.shutdown(wait=False, cancel_futures=True)
+        return False
 
 
 def last_boxed(text: str) -> str | None:
@@ -54,10 +73,9 @@ def is_equivalent(answer: str | None, truth: str, timeout_s: float = GRADE_TIMEO
             return _verify(answer, truth, int(max(1, timeout_s)))
         except Exception:  # noqa: BLE001 - a grader failure is a wrong answer
             return False
-    future = _pool.submit(_verify, answer, truth, None)
     try:
-        return future.result(timeout=timeout_s)
-    except Exception:  # noqa: BLE001 - timeouts and parser failures alike
+        return _off_main_thread(answer, truth, timeout_s)
+    except Exception:  # noqa: BLE001 - a grader failure is a wrong answer
         return False
 
 

@@ -49,3 +49,35 @@ def test_grading_off_the_main_thread_never_raises():
 def test_grade_a_solution():
     assert grade(r"<answer>So \boxed{42}<end_of_answer>", "42") == ("42", True)
     assert grade("no answer", "42") == (None, False)
+
+
+def test_a_stuck_grade_does_not_block_the_next(monkeypatch):
+    """After one comparison overruns its timeout, the next one still runs."""
+    import time
+
+    import rstar.grading as grading
+
+    real = grading._verify
+    calls = []
+
+    def slow_once(answer, truth, timeout):
+        calls.append(answer)
+        if answer == "stuck":
+            time.sleep(3)
+            return True
+        return real(answer, truth, timeout)
+
+    monkeypatch.setattr(grading, "_verify", slow_once)
+    results = {}
+
+    def work():
+        results["stuck"] = grading.is_equivalent("stuck", "1", timeout_s=0.5)
+        t = time.perf_counter()
+        results["next"] = grading.is_equivalent("0.5", r"\frac{1}{2}", timeout_s=2.0)
+        results["next_s"] = time.perf_counter() - t
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(timeout=30)
+    assert results["stuck"] is False  # timed out: a wrong answer, not a hang
+    assert results["next"] is True and results["next_s"] < 2.0  # not queued behind it
