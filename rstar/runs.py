@@ -103,7 +103,8 @@ def search_problems(problems: list[Problem], out: Path, config: RunConfig,
     scorer = load_scorer(ppm)  # a bad PPM fails before anything is written
     claim_folder(out, config, "search" + (f" ppm={Path(ppm).resolve()}" if ppm else ""))
     path = out / TREES
-    done = {t.problem_id for t in read_trees(path)}
+    trees = read_trees(path)  # read once: finished problems, and the summary's start
+    done = {t.problem_id for t in trees}
     todo = [p for p in problems if p.id not in done]
     seconds: dict = {}
     setup_s = wall = 0.0
@@ -116,11 +117,11 @@ def search_problems(problems: list[Problem], out: Path, config: RunConfig,
                 batch = [Tree(p.id, p.question, p.answer) for p in todo[i:i + config.batch_problems]]
                 run_mcts(batch, ctx, config.mcts)
                 append_trees(path, batch, {"mcts": dataclasses.asdict(config.mcts)})
+                trees += batch
                 if on_batch:
                     on_batch(batch)
             wall = time.perf_counter() - started
             seconds = dict(ctx.seconds)
-    trees = read_trees(path)
     summary = summarize(trees)
     # "other" is the search's own bookkeeping: wall time minus the measured phases.
     summary["this_run"] = {"searched": len(todo), "setup_s": setup_s, "wall_s": wall,
