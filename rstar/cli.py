@@ -207,6 +207,53 @@ def train(
     console.print(summary + f" -> {out}")
 
 
+@app.command()
+def evolve(
+    workdir: Path = typer.Option(..., help="work folder: one round-K/ per round, report.md, plots/"),
+    preset: str = typer.Option("cpu-demo", help="tiny, cpu-demo, cpu-demo-qwen or workstation"),
+    rounds: Optional[int] = typer.Option(None, help="number of rounds (default: the preset's)"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides"),
+):
+    """Self-evolution: rounds of MCTS -> policy SFT -> PPM training, each round
+    evaluated on a held-out set. Run the same command again to continue an
+    interrupted run (or, with a larger --rounds, to add rounds)."""
+    from rstar.config import load_config
+    from rstar.data import ProblemFileError
+    from rstar.evolve import evolve as run_evolve
+    from rstar.training import DataFileError
+
+    try:
+        config = load_config(preset, overrides or [], **{"evolve.rounds": rounds})
+    except ValueError as exc:
+        _fail(str(exc))
+    for model in {config.engine.model, config.evolve.bootstrap} - {""}:
+        _check_model(model)
+    started = time.perf_counter()
+    try:
+        result = run_evolve(workdir, config, preset, log=lambda msg: console.print(
+            f"[dim]{time.perf_counter() - started:6.0f}s[/dim] {msg}"))
+    except (ValueError, FileNotFoundError, ProblemFileError, DataFileError) as exc:
+        _fail(str(exc))
+    Console().print(_evolve_table(result["rounds"]))
+    console.print(f"report: {result['report']}")
+
+
+def _evolve_table(rounds: list[dict]) -> Table:
+    table = Table(title="held-out accuracy per round")
+    for col in ("round", "greedy", "majority@N", "PPM best-of-N", "PPM pair acc.", "wall s"):
+        table.add_column(col)
+    for m in rounds:
+        e = m["eval"]
+
+        def cell(result):
+            return "-" if result is None else f"{result['accuracy']:.0%} ({result['correct']}/{e['problems']})"
+
+        ppm = (m.get("ppm_train") or {}).get("eval_pairwise_accuracy")
+        table.add_row(str(m["round"]), cell(e["greedy"]), cell(e["majority"]), cell(e["best_of_n"]),
+                      "-" if ppm is None else f"{ppm:.0%}", f"{sum(m['seconds'].values()):.0f}")
+    return table
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

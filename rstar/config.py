@@ -36,8 +36,30 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class EvolveSettings:
+    """Self-evolution (`rstar evolve`): the rounds, their data and evaluation."""
+
+    rounds: int = field(default=2, metadata={"help": "rounds of search -> SFT -> PPM"})
+    pool: str = field(default="gsm8k_train", metadata={"help": "problems searched every round"})
+    pool_size: int = field(default=64, metadata={"help": "first N problems of the pool (0: all)"})
+    heldout: str = field(default="gsm8k", metadata={"help": "held-out evaluation set, never trained on"})
+    heldout_size: int = field(default=50, metadata={"help": "first N held-out problems (0: all)"})
+    eval_n: int = field(default=8, metadata={"help": "samples for PPM best-of-N vs majority vote"})
+    bootstrap: str = field(default="", metadata={"help": "round 1 searches with this model ('': engine.model)"})
+    unsolved_rollouts: int = field(default=0, metadata={
+        "help": "rounds 2+: rollouts for problems no earlier round solved (0: mcts.rollouts)"})
+    policy_from: str = field(default="base", metadata={
+        "help": "base: every round fine-tunes engine.model; previous: the previous round's policy"})
+    data: str = field(default="all", metadata={
+        "help": "all: train on every round's trees so far; round: on this round's only"})
+    tuned_prompt_style: str = field(default="sft", metadata={"help": "prompt style of fine-tuned policies"})
+    min_pairs: int = field(default=4, metadata={"help": "fewer PPM pairs than this: keep the previous PPM"})
+    max_pairs: int = field(default=0, metadata={"help": "PPM pairs per round, a seeded sample (0: all)"})
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    """Everything `rstar search` and `rstar eval` need."""
+    """Everything `rstar search`, `eval`, `train` and `evolve` need."""
 
     engine: EngineSettings = field(default_factory=EngineSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
@@ -46,14 +68,22 @@ class RunConfig:
     policy_train: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
     ppm_train: PPMTrainConfig = field(default_factory=PPMTrainConfig)
     batch_problems: int = field(default=8, metadata={"help": "problems whose trees advance together"})
+    evolve: EvolveSettings = field(default_factory=EvolveSettings)
 
     def __post_init__(self) -> None:
         if self.engine.kind not in ("hf", "vllm"):
             raise ValueError(f"engine.kind must be hf or vllm, not {self.engine.kind!r}")
         if self.batch_problems < 1 or self.mcts.rollouts < 1 or self.expand.candidates < 1:
             raise ValueError("batch_problems, mcts.rollouts and expand.candidates must be >= 1")
-        if self.expand.prompt_style not in ("chat", "plain", "sft"):
-            raise ValueError("expand.prompt_style must be chat, plain or sft")
+        for name, style in (("expand.prompt_style", self.expand.prompt_style),
+                            ("evolve.tuned_prompt_style", self.evolve.tuned_prompt_style)):
+            if style not in ("chat", "plain", "sft"):
+                raise ValueError(f"{name} must be chat, plain or sft, not {style!r}")
+        ev = self.evolve
+        if ev.policy_from not in ("base", "previous") or ev.data not in ("all", "round"):
+            raise ValueError("evolve.policy_from must be base or previous; evolve.data all or round")
+        if ev.rounds < 1 or ev.eval_n < 1 or min(ev.pool_size, ev.heldout_size, ev.unsolved_rollouts, ev.max_pairs) < 0:
+            raise ValueError("evolve.rounds and evolve.eval_n must be >= 1; sizes and rollouts >= 0")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -14,6 +14,13 @@ BUNDLED = {
     "amc23": "amc23.jsonl",
     "gsm8k_train": "gsm8k_train.jsonl",
     "math_train": "math_train.jsonl",
+    # Generated one- and two-operation word problems (scripts/make_arith.py):
+    # the cpu-demo's pool and held-out set.
+    "arith_train": "arith_train.jsonl",
+    "arith_test": "arith_test.jsonl",
+    # "What is a and b?" with single digits: the tiny test model's problems.
+    "toy_train": "toy_train.jsonl",
+    "toy_test": "toy_test.jsonl",
 }
 
 

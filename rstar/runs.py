@@ -12,7 +12,7 @@ from pathlib import Path
 from rstar.config import RunConfig
 from rstar.data import Problem
 from rstar.grading import is_equivalent
-from rstar.search.chains import best_answer, first_answer, majority_answer, run_beam, run_chains
+from rstar.search.chains import best_answer, first_answer, majority_answer, run_beam, run_chains, samples
 from rstar.search.expand import Context
 from rstar.search.mcts import run_mcts
 from rstar.search.tree import Tree, tree_from_record, tree_to_record
@@ -46,22 +46,27 @@ def search_context(config: RunConfig, scorer=None):
 def read_trees(path: Path) -> list[Tree]:
     """Every complete tree in a tree file; a torn last line (an interrupted
     write) is cut off the file so that appending continues cleanly."""
+    return _read_complete(path, lambda raw: tree_from_record(json.loads(raw)))
+
+
+def _read_complete(path: Path, parse) -> list:
     if not path.exists():
         return []
-    trees, good_bytes = [], 0
+    items, good_bytes = [], 0
     with open(path, "rb") as f:
         for raw in f:
             if not raw.endswith(b"\n"):
                 break
             try:
-                trees.append(tree_from_record(json.loads(raw)))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}: line {len(trees) + 1} is not a tree ({exc})") from None
+                items.append(parse(raw))
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}: line {len(items) + 1} is not valid ({exc}); "
+                                 "the file is damaged: move it away to redo its work") from None
             good_bytes += len(raw)
     if good_bytes != path.stat().st_size:
         with open(path, "r+b") as f:
             f.truncate(good_bytes)
-    return trees
+    return items
 
 
 def append_trees(path: Path, trees: list[Tree], config: dict) -> None:
@@ -97,9 +102,11 @@ def load_scorer(ppm: str | None):
 
 
 def search_problems(problems: list[Problem], out: Path, config: RunConfig,
-                    on_batch=None, ppm: str | None = None) -> dict:
+                    on_batch=None, ppm: str | None = None,
+                    rollouts: dict[str, int] | None = None) -> dict:
     """MCTS over every problem not yet in `out/trees.jsonl` (PPM-augmented when
-    a PPM is given); returns the summary."""
+    a PPM is given); `rollouts` gives some problems another number of rollouts
+    than `config.mcts.rollouts`. Returns the summary."""
     scorer = load_scorer(ppm)  # a bad PPM fails before anything is written
     claim_folder(out, config, "search" + (f" ppm={Path(ppm).resolve()}" if ppm else ""))
     path = out / TREES
@@ -113,13 +120,14 @@ def search_problems(problems: list[Problem], out: Path, config: RunConfig,
         with search_context(config, scorer) as ctx:
             setup_s = time.perf_counter() - t0
             started = time.perf_counter()
-            for i in range(0, len(todo), config.batch_problems):
-                batch = [Tree(p.id, p.question, p.answer) for p in todo[i:i + config.batch_problems]]
-                run_mcts(batch, ctx, config.mcts)
-                append_trees(path, batch, {"mcts": dataclasses.asdict(config.mcts)})
-                trees += batch
-                if on_batch:
-                    on_batch(batch)
+            for mcts, group in _by_rollouts(todo, config, rollouts or {}):
+                for i in range(0, len(group), config.batch_problems):
+                    batch = [Tree(p.id, p.question, p.answer) for p in group[i:i + config.batch_problems]]
+                    run_mcts(batch, ctx, mcts)
+                    append_trees(path, batch, {"mcts": dataclasses.asdict(mcts)})
+                    trees += batch
+                    if on_batch:
+                        on_batch(batch)
             wall = time.perf_counter() - started
             seconds = dict(ctx.seconds)
     summary = summarize(trees)
@@ -128,6 +136,14 @@ def search_problems(problems: list[Problem], out: Path, config: RunConfig,
                            "seconds": seconds, "other_s": max(0.0, wall - sum(seconds.values()))}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _by_rollouts(problems: list[Problem], config: RunConfig, rollouts: dict[str, int]):
+    """The problems grouped by their MCTS settings, in order of first appearance."""
+    groups: dict[int, list[Problem]] = {}
+    for p in problems:
+        groups.setdefault(rollouts.get(p.id, config.mcts.rollouts), []).append(p)
+    return [(dataclasses.replace(config.mcts, rollouts=r), group) for r, group in groups.items()]
 
 
 def summarize(trees: list[Tree]) -> dict:
@@ -145,11 +161,13 @@ def summarize(trees: list[Tree]) -> dict:
 
 MODES = ("greedy", "maj", "bon", "beam", "mcts")
 NEEDS_PPM = ("bon", "beam", "mcts")
+ANSWERS = "answers.jsonl"
 
 
 def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunConfig,
              ppm: str | None = None, on_batch=None) -> dict:
-    """Solve without the ground truth, then grade; writes answers.jsonl and metrics.json.
+    """Solve without the ground truth, then grade; writes answers.jsonl (one row
+    per problem, appended per batch: an interrupted run continues) and metrics.json.
 
     Modes: greedy; maj (majority vote over n samples); bon (the PPM's best of
     the same n samples, majority vote reported beside it); beam (step beam
@@ -161,41 +179,74 @@ def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunC
         raise ValueError(f"mode {mode} needs a PPM (--ppm FOLDER)")
     scorer = load_scorer(ppm)
     claim_folder(out, config, f"eval-{mode}-{n}" + (f" ppm={Path(ppm).resolve()}" if ppm else ""))
-    trees = [Tree(p.id, p.question, None) for p in problems]
+    path = out / ANSWERS
+    rows = read_jsonl(path)
+    done = {r["id"] for r in rows}
+    todo = [p for p in problems if p.id not in done]
     started = time.perf_counter()
-    with search_context(config, scorer) as ctx:
-        for i in range(0, len(trees), config.batch_problems):
-            batch = trees[i:i + config.batch_problems]
-            if mode == "greedy":
-                run_chains(batch, ctx, n=1, temperature=0.0)
-            elif mode in ("maj", "bon"):
-                run_chains(batch, ctx, n=n)
-            elif mode == "beam":
-                run_beam(batch, ctx, beam_width=n, per_beam=config.expand.candidates)
-            else:
-                run_mcts(batch, ctx, config.mcts)
-            if on_batch:
-                on_batch(batch)
-    pick = {"greedy": first_answer, "maj": majority_answer}.get(mode, best_answer)
-    rows, correct, any_correct, maj_correct = [], 0, 0, 0
-    for p, t in zip(problems, trees):
-        answer = pick(t)
-        all_answers = [x.answer for x in t.nodes if x.terminal and x.answer is not None]
-        ok = is_equivalent(answer, p.answer) if p.answer is not None else False
-        any_ok = any(is_equivalent(a, p.answer) for a in all_answers) if p.answer else False
-        maj = majority_answer(t)
-        maj_correct += is_equivalent(maj, p.answer) if p.answer is not None else False
-        correct += ok
-        any_correct += any_ok
-        rows.append({"id": p.id, "answer": answer, "truth": p.answer, "correct": ok,
-                     "majority": maj, "answers": all_answers})
-    with open(out / "answers.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    metrics = {"mode": mode, "n": 1 if mode == "greedy" else n, "problems": len(problems),
-               "correct": correct, "accuracy": correct / len(problems),
-               "pass_at_n": any_correct / len(problems),
-               "majority_accuracy": maj_correct / len(problems),
+    if todo:
+        with search_context(config, scorer) as ctx:
+            for i in range(0, len(todo), config.batch_problems):
+                batch = todo[i:i + config.batch_problems]
+                trees = [Tree(p.id, p.question, None) for p in batch]
+                if mode == "greedy":
+                    run_chains(trees, ctx, n=1, temperature=0.0)
+                elif mode in ("maj", "bon"):
+                    run_chains(trees, ctx, n=n)
+                elif mode == "beam":
+                    run_beam(trees, ctx, beam_width=n, per_beam=config.expand.candidates)
+                else:
+                    run_mcts(trees, ctx, config.mcts)
+                new = [_graded_row(p, t, mode) for p, t in zip(batch, trees)]
+                append_jsonl(path, new)
+                rows += new
+                if on_batch:
+                    on_batch(trees)
+    wanted = {p.id for p in problems}
+    rows = [r for r in rows if r["id"] in wanted]
+    count = len(rows)
+    metrics = {"mode": mode, "n": 1 if mode == "greedy" else n, "problems": count,
+               "correct": sum(r["correct"] for r in rows),
+               "accuracy": sum(r["correct"] for r in rows) / count,
+               "pass_at_n": sum(r["pass"] for r in rows) / count,
+               "majority_correct": sum(r["majority_correct"] for r in rows),
+               "majority_accuracy": sum(r["majority_correct"] for r in rows) / count,
                "wall_s": time.perf_counter() - started}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _graded_row(problem: Problem, tree: Tree, mode: str) -> dict:
+    """One problem's evaluation: the picked answer, the majority answer, and
+    (for sampled chains) every sample with its PPM score, all graded."""
+    truth = problem.answer
+    grades: dict = {None: False}
+
+    def graded(answer):
+        if answer not in grades:
+            grades[answer] = truth is not None and is_equivalent(answer, truth)
+        return grades[answer]
+
+    pick = {"greedy": first_answer, "maj": majority_answer}.get(mode, best_answer)
+    answer, maj = pick(tree), majority_answer(tree)
+    found = [x.answer for x in tree.nodes if x.terminal and x.answer is not None]
+    row = {"id": problem.id, "answer": answer, "truth": truth, "correct": graded(answer),
+           "majority": maj, "majority_correct": graded(maj), "pass": any(graded(a) for a in found),
+           "answers": found}
+    if mode in ("maj", "bon"):
+        row["samples"] = [{**s, "correct": graded(s["answer"])} for s in samples(tree)]
+    return row
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete lines of a JSONL file written by append_jsonl; a torn last
+    line (an interrupted write) is cut off."""
+    return _read_complete(path, json.loads)
+
+
+def append_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())

@@ -39,7 +39,7 @@ def _train(model, tokenizer, steps: int, seed: int) -> None:
     rng = random.Random(seed)
     texts = []
     for _ in range(64):
-        a, b = rng.randint(2, 30), rng.randint(2, 30)
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
         template = rng.choice(SOLUTIONS)
         prompt = sft_prompt(f"What is {a} and {b}?")
         texts.append(template.format(q=prompt, a=a, b=b, ab=a * b, a_b=a + b))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,14 +41,13 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     base = resolve_model(config.base)
     tokenizer = load_tokenizer(base)
     both = [(p["prefix"] + p["positive"], p["prefix"] + p["negative"]) for p in pairs]
-    rows = [{"chosen": c, "rejected": r} for c, r in both if fits(tokenizer, (c, r), config.max_length)]
+    rows = [{"chosen": c, "rejected": r, "id": str(p.get("id", i))}
+            for i, (p, (c, r)) in enumerate(zip(pairs, both)) if fits(tokenizer, (c, r), config.max_length)]
     too_long = len(pairs) - len(rows)
     if len(rows) < 2:
         raise DataFileError(f"{data}: {len(rows)} usable pairs ({too_long} longer than "
                             f"max_length={config.max_length})")
-    random.Random(config.seed).shuffle(rows)
-    n_eval = max(1, int(len(rows) * config.eval_fraction))
-    train_rows, eval_rows = rows[n_eval:], rows[:n_eval]
+    train_rows, eval_rows = split_by_problem(rows, config.eval_fraction, config.seed)
 
     torch.manual_seed(config.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -64,7 +64,8 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     lora = LoraConfig(task_type="SEQ_CLS", r=config.lora_r, lora_alpha=config.lora_alpha,
                       lora_dropout=config.lora_dropout, target_modules=list(config.target_modules),
                       modules_to_save=["score"])
-    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+    train_set = Dataset.from_list([{"chosen": r["chosen"], "rejected": r["rejected"]} for r in train_rows])
+    trainer = RewardTrainer(model=model, args=args, train_dataset=train_set,
                             processing_class=tokenizer, peft_config=lora)
     resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
     result = trainer.train(resume_from_checkpoint=True if resume else None)
@@ -83,6 +84,28 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
                "config": asdict(config)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def split_by_problem(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Held-out pairs come from problems none of whose pairs are trained on
+    (pairs of one problem share its prefixes). With a single problem, pairs
+    are split instead. At least one pair on each side."""
+    per_problem = Counter(r["id"] for r in rows)
+    ids = sorted(per_problem)
+    random.Random(seed).shuffle(ids)
+    want = max(1, int(len(rows) * fraction))
+    held: set[str] = set()
+    if len(ids) > 1:
+        count = 0
+        for pid in ids[:-1]:
+            if count >= want:
+                break
+            held.add(pid)
+            count += per_problem[pid]
+        return [r for r in rows if r["id"] not in held], [r for r in rows if r["id"] in held]
+    shuffled = rows[:]
+    random.Random(seed).shuffle(shuffled)
+    return shuffled[want:], shuffled[:want]
 
 
 def pairwise_accuracy(ppm_folder: Path, rows: list[dict]) -> float:

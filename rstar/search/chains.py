@@ -48,19 +48,43 @@ def answers(tree: Tree) -> list[Node]:
     return [n for n in tree.nodes if n.terminal and n.answer is not None]
 
 
-def majority_answer(tree: Tree) -> str | None:
-    """The most frequent answer among terminals, equivalent answers grouped."""
-    groups: list[tuple[str, int]] = []
-    for node in answers(tree):
-        for i, (rep, count) in enumerate(groups):
-            if node.answer == rep or is_equivalent(node.answer, rep):
-                groups[i] = (rep, count + 1)
+def weight(tree: Tree, node: Node) -> int:
+    """How many sampled solutions a terminal stands for (merged duplicates)."""
+    w = 1
+    for x in tree.path(node):
+        w *= x.samples
+    return w
+
+
+def majority(votes: list[tuple[str, int]]) -> str | None:
+    """The answer with the most votes, equivalent answers grouped; ties go to
+    the answer seen first."""
+    groups: list[list] = []
+    for answer, count in votes:
+        for g in groups:
+            if answer == g[0] or is_equivalent(answer, g[0]):
+                g[1] += count
                 break
         else:
-            groups.append((node.answer, 1))
-    if not groups:
-        return None
-    return max(groups, key=lambda g: g[1])[0]
+            groups.append([answer, count])
+    return max(groups, key=lambda g: g[1])[0] if groups else None
+
+
+def majority_answer(tree: Tree) -> str | None:
+    """The most frequent answer among the sampled solutions."""
+    return majority([(n.answer, weight(tree, n)) for n in answers(tree)])
+
+
+def samples(tree: Tree) -> list[dict]:
+    """The sampled solutions of a chains tree in sampling order, one entry per
+    sample (a merged duplicate repeated), with answer, PPM score and
+    correctness (None without a ground truth); a failed solution has no answer."""
+    out = []
+    ends = [n for n in tree.nodes if n.terminal]
+    for node in sorted(ends, key=lambda n: (tree.path(n)[0].id, n.id)):
+        entry = {"answer": node.answer, "ppm": node.ppm, "correct": node.correct}
+        out += [entry] * weight(tree, node)
+    return out
 
 
 def best_answer(tree: Tree) -> str | None:

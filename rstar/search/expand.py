@@ -102,16 +102,17 @@ def expand(jobs: list[tuple[Tree, Node]], ctx: Context, n: int | None = None,
     new: list[tuple[Tree, Node]] = []
     for (tree, node), cands in zip(jobs, completions):
         node.expanded = True
-        seen = set()
+        seen: dict[tuple, Node] = {}
         for c in cands:
             key = (c.text, c.stop_reason)
             if key in seen:
-                continue  # identical candidates are one child
-            seen.add(key)
+                seen[key].samples += 1  # identical candidates are one child that counts them
+                continue
             step = parse_step(c.text, c.stop_reason)
             if step is None:
                 step = Step(INVALID, c.text)
-            new.append((tree, tree.add(node, step)))
+            seen[key] = tree.add(node, step)
+            new.append((tree, seen[key]))
 
     _execute([(t, nd) for t, nd in new if nd.step.kind in (STEP, FINAL_CODE)], ctx)
     t0 = time.perf_counter()

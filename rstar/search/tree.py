@@ -27,6 +27,7 @@ class Node:
     answer: str | None = None
     correct: bool | None = None
     errors_in_a_row: int = 0
+    samples: int = 1  # identical candidates merged into this node
     children: list[int] = field(default_factory=list)
     expanded: bool = False
 

@@ -1,0 +1,352 @@
+"""Self-evolution (`rstar evolve`): rounds of MCTS data synthesis, policy SFT
+and PPM training, each evaluated on a held-out set, in one work folder.
+
+    DIR/evolve.json            the run's preset and resolved config (a rerun must match)
+    DIR/round-0/               the base policy's held-out evaluation
+    DIR/round-K/config.json    the round's resolved search config, policy and PPM
+    DIR/round-K/search/        trees.jsonl (resumable per problem), summary.json
+    DIR/round-K/data/          sft.jsonl, ppm.jsonl
+    DIR/round-K/policy/        the fine-tuned policy (merged), adapter/, checkpoints/
+    DIR/round-K/ppm/           the PPM (merged), adapter/, checkpoints/
+    DIR/round-K/eval/          greedy/ and sample/ (answers.jsonl, metrics.json)
+    DIR/round-K/metrics.json   written last: the round is finished
+    DIR/report.md, DIR/plots/  rewritten after every round
+
+Every stage leaves a file that says it finished, and each stage resumes on its
+own (search per problem, training from its last checkpoint, evaluation per
+batch), so running the same command again continues where it stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from rstar.config import RunConfig
+from rstar.data import Problem, load_problems
+from rstar.extract import ppm_pairs, sft_records
+from rstar.runs import evaluate, read_jsonl, read_trees, search_problems
+from rstar.search.chains import majority
+
+SPEC = "evolve.json"
+DONE = "metrics.json"
+
+
+class EvolveError(ValueError):
+    """A work folder that cannot be continued; nothing in it was changed."""
+
+
+def evolve(workdir: Path, config: RunConfig, preset: str, log=print) -> dict:
+    """Run (or continue) `config.evolve.rounds` rounds in `workdir`; returns the
+    metrics of every round, round 0 (the base policy) first."""
+    from rstar.report import write_report
+
+    ev = config.evolve
+    workdir = Path(workdir)
+    claim_workdir(workdir, config, preset)
+    pool = load_problems(ev.pool, ev.pool_size or None)
+    heldout = load_problems(ev.heldout, ev.heldout_size or None)
+    shared = {p.question for p in pool} & {p.question for p in heldout}
+    if shared:
+        raise EvolveError(f"the held-out set {ev.heldout} shares {len(shared)} questions with the pool {ev.pool}")
+
+    history = [_round_zero(workdir / "round-0", heldout, config, log)]
+    write_report(workdir, history, config, preset)
+    for k in range(1, ev.rounds + 1):
+        folder = workdir / f"round-{k}"
+        metrics = _read_done(folder)
+        if metrics is None:
+            log(f"round {k}: start")
+            metrics = run_round(k, folder, pool, heldout, config, history, workdir, log)
+        history.append(metrics)
+        write_report(workdir, history, config, preset)
+        log(f"round {k}: done; report in {workdir / 'report.md'}")
+    return {"rounds": history, "report": str(workdir / "report.md")}
+
+
+def claim_workdir(workdir: Path, config: RunConfig, preset: str) -> None:
+    """Record what this work folder runs; refuse one of another preset or
+    config. Only `evolve.rounds` may change (to add rounds)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec = workdir / SPEC
+    settings = json.loads(json.dumps(config.to_dict()))
+    settings["evolve"].pop("rounds")
+    mine = {"preset": preset, "config": settings}
+    if spec.exists():
+        try:
+            theirs = json.loads(spec.read_text())
+        except json.JSONDecodeError:
+            raise EvolveError(f"{spec} is damaged (not JSON); it records what {workdir} runs") from None
+        if theirs.get("preset") != preset:
+            raise EvolveError(f"{workdir} holds an evolve run of preset {theirs.get('preset')!r}, "
+                              f"not {preset!r}; use another --workdir")
+        if theirs != mine:
+            diff = _differences(theirs.get("config", {}), settings)
+            raise EvolveError(f"{workdir} holds an evolve run with other settings ({', '.join(diff)}); "
+                              "use the same overrides or another --workdir")
+        return
+    for child in workdir.iterdir():
+        raise EvolveError(f"{workdir} is not empty and has no {SPEC} ({child.name}); "
+                          "use an empty or new --workdir")
+    _write_json(spec, mine)
+
+
+def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem], config: RunConfig,
+              history: list[dict], workdir: Path, log) -> dict:
+    ev = config.evolve
+    previous = history[-1]
+    base = config.engine.model
+    policy, ppm, tuned = previous["policy"], previous["ppm"], previous["tuned"]
+    searcher = ev.bootstrap if (k == 1 and ev.bootstrap) else policy
+    search_cfg = _with_policy(config, searcher, tuned and searcher == policy)
+    solved_before = set().union(*(set(m.get("solved_ids", [])) for m in history[1:]))
+    more = ev.unsolved_rollouts if k >= 2 and ev.unsolved_rollouts else 0
+    rollouts = {p.id: more for p in pool if p.id not in solved_before} if more else {}
+    _claim_round(folder, {"round": k, "search_model": searcher, "ppm": ppm,
+                          "unsolved_rollouts": more, "search": search_cfg.to_dict()})
+    seconds = _Seconds(folder / "seconds.json")
+
+    with seconds.phase("search"):
+        log(f"round {k}: MCTS over {len(pool)} problems with {searcher}"
+            + (" guided by the PPM" if ppm else "")
+            + (f", {more} rollouts for {len(rollouts)} unsolved" if rollouts else ""))
+        search = search_problems(pool, folder / "search", search_cfg, ppm=ppm, rollouts=rollouts)
+        trees = read_trees(folder / "search" / "trees.jsonl")
+    log(f"round {k}: solved {search['solved']}/{search['problems']}, {search['nodes']} nodes, "
+        f"{search['steps_failed']} failed steps")
+
+    with seconds.phase("extract"):
+        sources = [folder] if ev.data == "round" else [workdir / f"round-{i}" for i in range(1, k + 1)]
+        all_trees = [t for src in sources for t in
+                     (trees if src == folder else read_trees(src / "search" / "trees.jsonl"))]
+        sft = _write_once(folder / "data" / "sft.jsonl", [r for t in all_trees for r in sft_records(t)])
+        pairs = [r for t in all_trees for r in ppm_pairs(t)]
+        if ev.max_pairs and len(pairs) > ev.max_pairs:
+            keep = sorted(random.Random(config.ppm_train.seed).sample(range(len(pairs)), ev.max_pairs))
+            pairs = [pairs[i] for i in keep]
+        pairs = _write_once(folder / "data" / "ppm.jsonl", pairs)
+    log(f"round {k}: {sft} SFT examples, {pairs} PPM pairs")
+
+    policy_metrics = ppm_metrics = None
+    if sft:
+        start_from = base if ev.policy_from == "base" or not tuned else policy
+        with seconds.phase("policy"):
+            log(f"round {k}: fine-tuning {start_from} on {sft} solutions")
+            policy_metrics = _train(folder / "policy", folder / "data" / "sft.jsonl", "policy",
+                                    dataclasses.replace(config.policy_train, base=start_from))
+        policy, tuned = str((folder / "policy").resolve()), True
+    else:
+        log(f"round {k}: no verified solution; the policy stays {policy}")
+    if pairs >= ev.min_pairs:
+        with seconds.phase("ppm"):
+            log(f"round {k}: training the PPM from {policy} on {pairs} pairs")
+            ppm_metrics = _train(folder / "ppm", folder / "data" / "ppm.jsonl", "ppm",
+                                 dataclasses.replace(config.ppm_train, base=policy))
+        ppm = str((folder / "ppm").resolve())
+    else:
+        log(f"round {k}: {pairs} PPM pairs (< {ev.min_pairs}); the PPM stays {ppm}")
+
+    with seconds.phase("eval"):
+        evaluation = evaluate_heldout(folder / "eval", heldout, config, policy, tuned, ppm, log)
+    metrics = {
+        "round": k, "policy": policy, "tuned": tuned, "ppm": ppm, "search_model": searcher,
+        "search": {key: search[key] for key in ("problems", "solved", "nodes", "steps_failed", "terminals")},
+        "solved_ids": sorted(t.problem_id for t in trees if t.solved),
+        "q_values": q_histogram(trees),
+        "sft_examples": sft, "ppm_pairs": pairs,
+        "policy_train": _train_summary(policy_metrics),
+        "ppm_train": _train_summary(ppm_metrics),
+        "eval": evaluation, "seconds": seconds.read(),
+    }
+    _write_json(folder / DONE, metrics)
+    return metrics
+
+
+def evaluate_heldout(folder: Path, heldout: list[Problem], config: RunConfig, policy: str,
+                     tuned: bool, ppm: str | None, log) -> dict:
+    """Greedy accuracy, and N samples judged by majority vote and (with a PPM)
+    by the PPM, on the held-out set; with the curves against N."""
+    ev = config.evolve
+    cfg = _with_policy(config, policy, tuned)
+    log(f"  held-out: greedy on {len(heldout)} problems")
+    greedy = evaluate(heldout, "greedy", 1, folder / "greedy", cfg)
+    mode = "bon" if ppm else "maj"
+    log(f"  held-out: {ev.eval_n} samples per problem ({'PPM best-of-N and ' if ppm else ''}majority vote)")
+    sample = evaluate(heldout, mode, ev.eval_n, folder / "sample", cfg, ppm=ppm)
+    ids = {p.id for p in heldout}
+    rows = [r for r in read_jsonl(folder / "sample" / "answers.jsonl") if r["id"] in ids]
+    return {
+        "problems": len(heldout),
+        "greedy": {"correct": greedy["correct"], "accuracy": greedy["accuracy"]},
+        "n": ev.eval_n,
+        "majority": {"correct": sample["majority_correct"], "accuracy": sample["majority_accuracy"]},
+        "best_of_n": ({"correct": sample["correct"], "accuracy": sample["accuracy"]} if ppm else None),
+        "pass_at_n": sample["pass_at_n"],
+        "curve": sample_curves(rows, ev.eval_n, with_ppm=ppm is not None),
+        "answer_pairs": answer_pair_accuracy(rows) if ppm else None,
+    }
+
+
+def sample_curves(rows: list[dict], n: int, with_ppm: bool) -> dict:
+    """Accuracy of majority vote (and PPM best-of-N) using the first k samples
+    of each problem, for k = 1, 2, 4, ... up to n."""
+    ks = sorted({min(2 ** i, n) for i in range(n.bit_length() + 1)})
+    curve = {"k": ks, "majority": [], "best_of_n": [] if with_ppm else None}
+    for k in ks:
+        maj = bon = 0
+        for row in rows:
+            first = row["samples"][:k]
+            grade = {s["answer"]: s["correct"] for s in first}
+            winner = majority([(s["answer"], 1) for s in first if s["answer"] is not None])
+            maj += bool(winner is not None and grade.get(winner))
+            scored = [s for s in first if s["answer"] is not None and s["ppm"] is not None]
+            if scored:
+                bon += bool(max(scored, key=lambda s: s["ppm"])["correct"])
+        curve["majority"].append(maj / len(rows))
+        if with_ppm:
+            curve["best_of_n"].append(bon / len(rows))
+    return curve
+
+
+def answer_pair_accuracy(rows: list[dict]) -> dict:
+    """How often the PPM scores a correct held-out solution above a wrong one
+    of the same problem (distinct solutions; problems with both kinds only)."""
+    wins = total = 0
+    for row in rows:
+        good = {s["ppm"] for s in row["samples"] if s["answer"] is not None and s["correct"]}
+        bad = {s["ppm"] for s in row["samples"] if s["answer"] is not None and not s["correct"]}
+        for g in good:
+            for b in bad:
+                total += 1
+                wins += g > b
+    return {"pairs": total, "accuracy": wins / total if total else None}
+
+
+def q_histogram(trees, bins: int = 20) -> dict:
+    """Counts of step nodes' Q-values in equal bins over [-1, 1]."""
+    counts = [0] * bins
+    for t in trees:
+        for node in t.nodes:
+            if node.step is not None and node.n:
+                counts[min(int((node.value + 1) / 2 * bins), bins - 1)] += 1
+    return {"edges": [-1 + 2 * i / bins for i in range(bins + 1)], "counts": counts}
+
+
+# -- helpers -------------------------------------------------------------------
+
+def _round_zero(folder: Path, heldout: list[Problem], config: RunConfig, log) -> dict:
+    done = _read_done(folder)
+    if done is not None:
+        return done
+    log(f"round 0: evaluating the base policy {config.engine.model}")
+    seconds = _Seconds(folder / "seconds.json")
+    with seconds.phase("eval"):
+        evaluation = evaluate_heldout(folder / "eval", heldout, config, config.engine.model,
+                                      False, None, log)
+    metrics = {"round": 0, "policy": config.engine.model, "tuned": False, "ppm": None,
+               "eval": evaluation, "seconds": seconds.read()}
+    _write_json(folder / DONE, metrics)
+    return metrics
+
+
+def _with_policy(config: RunConfig, model: str, tuned: bool) -> RunConfig:
+    """The config with `model` as policy, prompted as a fine-tuned policy when `tuned`."""
+    style = config.evolve.tuned_prompt_style if tuned else config.expand.prompt_style
+    return dataclasses.replace(config, engine=dataclasses.replace(config.engine, model=model),
+                               expand=dataclasses.replace(config.expand, prompt_style=style))
+
+
+def _train(out: Path, data: Path, what: str, settings) -> dict:
+    done = out / "metrics.json"
+    if done.exists():
+        return _load_json(done)
+    if what == "policy":
+        from rstar.policy_train import train_policy
+        return train_policy(data, out, settings)
+    from rstar.ppm.train import train_ppm
+    return train_ppm(data, out, settings)
+
+
+def _train_summary(metrics: dict | None) -> dict | None:
+    if metrics is None:
+        return None
+    keep = ("steps", "train_loss", "skipped_too_long", "eval_pairwise_accuracy", "eval_pairs", "train_pairs")
+    return {k: metrics[k] for k in keep if k in metrics}
+
+
+def _claim_round(folder: Path, spec: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.json"
+    spec = json.loads(json.dumps(spec))
+    if path.exists():
+        if _load_json(path) != spec:
+            raise EvolveError(f"{path} records another round than the one this run would make "
+                              "(earlier rounds changed?); move the round folder away to redo it")
+        return
+    _write_json(path, spec)
+
+
+def _read_done(folder: Path) -> dict | None:
+    path = folder / DONE
+    return _load_json(path) if path.exists() else None
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise EvolveError(f"{path} is damaged (not JSON); move it away to redo that stage") from None
+    if not isinstance(data, dict):
+        raise EvolveError(f"{path} is damaged (not an object); move it away to redo that stage")
+    return data
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _write_once(path: Path, records: list[dict]) -> int:
+    """Write a data file unless a finished one exists; returns its record count."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+        os.replace(tmp, path)
+    return sum(1 for line in open(path) if line.strip())
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+class _Seconds:
+    """Wall seconds per phase, kept in a file so a resumed round adds to them."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self) -> dict:
+        return _load_json(self.path) if self.path.exists() else {}
+
+    @contextmanager
+    def phase(self, name: str):
+        started = time.perf_counter()
+        yield
+        seconds = self.read()
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+        _write_json(self.path, seconds)
