@@ -47,12 +47,15 @@ class EvolveSettings:
     eval_n: int = field(default=8, metadata={"help": "samples for PPM best-of-N vs majority vote"})
     bootstrap: str = field(default="", metadata={"help": "round 1 searches with this model ('': engine.model)"})
     unsolved_rollouts: int = field(default=0, metadata={
-        "help": "rounds 2+: rollouts for problems no earlier round solved (0: mcts.rollouts)"})
+        "help": "rollouts for problems no earlier round solved (0: mcts.rollouts)"})
+    unsolved_from: int = field(default=2, metadata={"help": "first round that uses unsolved_rollouts"})
     policy_from: str = field(default="base", metadata={
         "help": "base: every round fine-tunes engine.model; previous: the previous round's policy"})
     data: str = field(default="all", metadata={
         "help": "all: train on every round's trees so far; round: on this round's only"})
     tuned_prompt_style: str = field(default="sft", metadata={"help": "prompt style of fine-tuned policies"})
+    tuned_int8: bool = field(default=False, metadata={
+        "help": "engine.int8 for fine-tuned policies too (off: on the 135M model it erased what LoRA taught)"})
     min_pairs: int = field(default=4, metadata={"help": "fewer PPM pairs than this: keep the previous PPM"})
     max_pairs: int = field(default=0, metadata={"help": "PPM pairs per round, a seeded sample (0: all)"})
 
@@ -82,8 +85,8 @@ class RunConfig:
         ev = self.evolve
         if ev.policy_from not in ("base", "previous") or ev.data not in ("all", "round"):
             raise ValueError("evolve.policy_from must be base or previous; evolve.data all or round")
-        if ev.rounds < 1 or ev.eval_n < 1 or min(ev.pool_size, ev.heldout_size, ev.unsolved_rollouts, ev.max_pairs) < 0:
-            raise ValueError("evolve.rounds and evolve.eval_n must be >= 1; sizes and rollouts >= 0")
+        if ev.rounds < 1 or ev.eval_n < 1 or ev.unsolved_from < 1 or min(ev.pool_size, ev.heldout_size, ev.unsolved_rollouts, ev.max_pairs) < 0:
+            raise ValueError("evolve.rounds, eval_n and unsolved_from must be >= 1; sizes, rollouts, pairs >= 0")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

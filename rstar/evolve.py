@@ -54,17 +54,22 @@ def evolve(workdir: Path, config: RunConfig, preset: str, log=print) -> dict:
     if shared:
         raise EvolveError(f"the held-out set {ev.heldout} shares {len(shared)} questions with the pool {ev.pool}")
 
-    history = [_round_zero(workdir / "round-0", heldout, config, log)]
-    write_report(workdir, history, config, preset)
+    # Read every finished round first: a damaged one stops the run before anything is written.
+    finished = [_read_done(workdir / f"round-{k}") for k in range(ev.rounds + 1)]
+    history = [finished[0]]
+    if finished[0] is None:
+        history = [_round_zero(workdir / "round-0", heldout, config, log)]
+        write_report(workdir, history, config, preset)
     for k in range(1, ev.rounds + 1):
-        folder = workdir / f"round-{k}"
-        metrics = _read_done(folder)
-        if metrics is None:
-            log(f"round {k}: start")
-            metrics = run_round(k, folder, pool, heldout, config, history, workdir, log)
-        history.append(metrics)
+        if finished[k] is not None:
+            history.append(finished[k])
+            continue
+        log(f"round {k}: start")
+        history.append(run_round(k, workdir / f"round-{k}", pool, heldout, config, history, workdir, log))
         write_report(workdir, history, config, preset)
         log(f"round {k}: done; report in {workdir / 'report.md'}")
+    if not (workdir / "report.md").exists():
+        write_report(workdir, history, config, preset)
     return {"rounds": history, "report": str(workdir / "report.md")}
 
 
@@ -104,7 +109,7 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem],
     searcher = ev.bootstrap if (k == 1 and ev.bootstrap) else policy
     search_cfg = _with_policy(config, searcher, tuned and searcher == policy)
     solved_before = set().union(*(set(m.get("solved_ids", [])) for m in history[1:]))
-    more = ev.unsolved_rollouts if k >= 2 and ev.unsolved_rollouts else 0
+    more = ev.unsolved_rollouts if k >= ev.unsolved_from else 0
     rollouts = {p.id: more for p in pool if p.id not in solved_before} if more else {}
     _claim_round(folder, {"round": k, "search_model": searcher, "ppm": ppm,
                           "unsolved_rollouts": more, "search": search_cfg.to_dict()})
@@ -239,9 +244,6 @@ def q_histogram(trees, bins: int = 20) -> dict:
 # -- helpers -------------------------------------------------------------------
 
 def _round_zero(folder: Path, heldout: list[Problem], config: RunConfig, log) -> dict:
-    done = _read_done(folder)
-    if done is not None:
-        return done
     log(f"round 0: evaluating the base policy {config.engine.model}")
     seconds = _Seconds(folder / "seconds.json")
     with seconds.phase("eval"):
@@ -254,9 +256,13 @@ def _round_zero(folder: Path, heldout: list[Problem], config: RunConfig, log) ->
 
 
 def _with_policy(config: RunConfig, model: str, tuned: bool) -> RunConfig:
-    """The config with `model` as policy, prompted as a fine-tuned policy when `tuned`."""
-    style = config.evolve.tuned_prompt_style if tuned else config.expand.prompt_style
-    return dataclasses.replace(config, engine=dataclasses.replace(config.engine, model=model),
+    """The config with `model` as policy; a fine-tuned policy gets its prompt
+    style, and int8 only if `tuned_int8` (dynamic int8 on the merged weights of
+    a LoRA-tuned 135M model gave back the base model's behaviour here)."""
+    ev = config.evolve
+    style = ev.tuned_prompt_style if tuned else config.expand.prompt_style
+    int8 = config.engine.int8 and (ev.tuned_int8 or not tuned)
+    return dataclasses.replace(config, engine=dataclasses.replace(config.engine, model=model, int8=int8),
                                expand=dataclasses.replace(config.expand, prompt_style=style))
 
 

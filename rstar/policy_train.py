@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rstar.llm.models import resolve_model
-from rstar.training import DataFileError, LoraTrainConfig, fits, load_tokenizer, read_records
+from rstar.training import (DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer,
+                            read_records)
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,15 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
                       lora_dropout=config.lora_dropout, target_modules=list(config.target_modules))
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                          processing_class=tokenizer, peft_config=lora)
-    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    resume = last_checkpoint(checkpoints)
+    result = trainer.train(resume_from_checkpoint=resume)
     trainer.model.save_pretrained(out / "adapter")
     tokenizer.save_pretrained(out / "adapter")
     if config.merge:
         trainer.model.merge_and_unload().save_pretrained(out)
         tokenizer.save_pretrained(out)
     metrics = {"examples": len(rows), "skipped_too_long": too_long, "train_loss": result.training_loss,
-               "steps": result.global_step, "resumed": resume,
+               "steps": result.global_step, "resumed": resume is not None,
                "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
                "config": asdict(config)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -37,8 +37,11 @@ def search_context(config: RunConfig, scorer=None):
     engine = load_engine(kind, **engine_kwargs)
     limits = Limits(wall_s=config.sandbox.wall_s, cpu_s=config.sandbox.wall_s,
                     memory_mb=config.sandbox.memory_mb)
-    with Sandbox(workers=config.sandbox.workers, limits=limits) as sb:
-        yield Context(engine, sb, config.expand, scorer)
+    try:
+        with Sandbox(workers=config.sandbox.workers, limits=limits) as sb:
+            yield Context(engine, sb, config.expand, scorer)
+    finally:
+        engine.close()
 
 
 # -- trees on disk ----------------------------------------------------------

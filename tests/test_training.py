@@ -185,3 +185,18 @@ def test_train_command(tmp_path):
     result = runner.invoke(app, ["train", "ppm", "--preset", "tiny", "--data", str(tmp_path / "empty.jsonl"),
                                  "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "no pairs" in result.output
+
+
+def test_resume_passes_over_a_checkpoint_cut_short(tmp_path):
+    """A kill while the trainer writes a checkpoint leaves a folder without
+    trainer_state.json (written last): resume from the one before."""
+    from rstar.training import last_checkpoint
+
+    assert last_checkpoint(tmp_path) is None
+    for step, complete in ((2, True), (10, True), (12, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"x")
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")

@@ -64,6 +64,17 @@ class HFEngine:
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids), 0)
 
+    def close(self) -> None:
+        """Free the model (a long run loads several engines in turn)."""
+        import gc
+
+        import torch
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def generate(self, prompts: Sequence[str], n: int = 1, stop: Sequence[str] = (),
                  max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int | None = None) -> list[list[Completion]]:

@@ -37,6 +37,10 @@ class Engine(Protocol):
         """For each prompt, `n` completions."""
         ...
 
+    def close(self) -> None:
+        """Free the model's memory; the engine is not used afterwards."""
+        ...
+
 
 def check_request(prompts: Sequence[str], n: int, stop: Sequence[str], max_tokens: int,
                   temperature: float, top_p: float) -> None:

@@ -76,6 +76,25 @@ class VLLMEngine:
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
 
+    def close(self) -> None:
+        """Stop the engine's process and free its memory: a long run (rstar
+        evolve) loads several engines and trains between them."""
+        import gc
+
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is None:
+            return
+        shutdown = getattr(llm, "shutdown", None) or getattr(
+            getattr(llm.llm_engine, "engine_core", None), "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+        del llm
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def generate(self, prompts: Sequence[str], n: int = 1, stop: Sequence[str] = (),
                  max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int | None = None) -> list[list[Completion]]:

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rstar.llm.models import resolve_model
-from rstar.training import DataFileError, LoraTrainConfig, fits, load_tokenizer, read_records
+from rstar.training import (DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer,
+                            read_records)
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     train_set = Dataset.from_list([{"chosen": r["chosen"], "rejected": r["rejected"]} for r in train_rows])
     trainer = RewardTrainer(model=model, args=args, train_dataset=train_set,
                             processing_class=tokenizer, peft_config=lora)
-    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    resume = last_checkpoint(checkpoints)
+    result = trainer.train(resume_from_checkpoint=resume)
 
     trained = trainer.model
     trained.save_pretrained(out / "adapter")
@@ -79,7 +80,7 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     accuracy = pairwise_accuracy(out, eval_rows)
     metrics = {"pairs": len(pairs), "skipped_too_long": too_long, "train_pairs": len(train_rows),
                "eval_pairs": len(eval_rows), "train_loss": result.training_loss,
-               "steps": result.global_step, "resumed": resume, "eval_pairwise_accuracy": accuracy,
+               "steps": result.global_step, "resumed": resume is not None, "eval_pairwise_accuracy": accuracy,
                "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
                "config": asdict(config)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

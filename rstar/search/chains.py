@@ -44,8 +44,15 @@ def run_beam(trees: list[Tree], ctx: Context, beam_width: int, per_beam: int) ->
 
 # -- picking the answer of a tree -------------------------------------------
 
+def terminals(tree: Tree) -> list[Node]:
+    """Terminal nodes in sampling order: by the root child they descend from,
+    then by id. Every answer picker breaks ties in this order."""
+    ends = [n for n in tree.nodes if n.terminal]
+    return sorted(ends, key=lambda n: (tree.path(n)[0].id, n.id))
+
+
 def answers(tree: Tree) -> list[Node]:
-    return [n for n in tree.nodes if n.terminal and n.answer is not None]
+    return [n for n in terminals(tree) if n.answer is not None]
 
 
 def weight(tree: Tree, node: Node) -> int:
@@ -80,8 +87,7 @@ def samples(tree: Tree) -> list[dict]:
     sample (a merged duplicate repeated), with answer, PPM score and
     correctness (None without a ground truth); a failed solution has no answer."""
     out = []
-    ends = [n for n in tree.nodes if n.terminal]
-    for node in sorted(ends, key=lambda n: (tree.path(n)[0].id, n.id)):
+    for node in terminals(tree):
         entry = {"answer": node.answer, "ppm": node.ppm, "correct": node.correct}
         out += [entry] * weight(tree, node)
     return out
