@@ -119,7 +119,8 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem],
         log(f"round {k}: MCTS over {len(pool)} problems with {searcher}"
             + (" guided by the PPM" if ppm else "")
             + (f", {more} rollouts for {len(rollouts)} unsolved" if rollouts else ""))
-        search = search_problems(pool, folder / "search", search_cfg, ppm=ppm, rollouts=rollouts)
+        search = search_problems(pool, folder / "search", search_cfg, ppm=ppm, rollouts=rollouts,
+                                 on_batch=_counter(f"round {k}:   searched", log))
         trees = read_trees(folder / "search" / "trees.jsonl")
     log(f"round {k}: solved {search['solved']}/{search['problems']}, {search['nodes']} nodes, "
         f"{search['steps_failed']} failed steps")
@@ -178,10 +179,11 @@ def evaluate_heldout(folder: Path, heldout: list[Problem], config: RunConfig, po
     ev = config.evolve
     cfg = _with_policy(config, policy, tuned)
     log(f"  held-out: greedy on {len(heldout)} problems")
-    greedy = evaluate(heldout, "greedy", 1, folder / "greedy", cfg)
+    greedy = evaluate(heldout, "greedy", 1, folder / "greedy", cfg, on_batch=_counter("    greedy:", log))
     mode = "bon" if ppm else "maj"
     log(f"  held-out: {ev.eval_n} samples per problem ({'PPM best-of-N and ' if ppm else ''}majority vote)")
-    sample = evaluate(heldout, mode, ev.eval_n, folder / "sample", cfg, ppm=ppm)
+    sample = evaluate(heldout, mode, ev.eval_n, folder / "sample", cfg, ppm=ppm,
+                      on_batch=_counter("    sampled:", log))
     ids = {p.id for p in heldout}
     rows = [r for r in read_jsonl(folder / "sample" / "answers.jsonl") if r["id"] in ids]
     return {
@@ -264,6 +266,19 @@ def _with_policy(config: RunConfig, model: str, tuned: bool) -> RunConfig:
     int8 = config.engine.int8 and (ev.tuned_int8 or not tuned)
     return dataclasses.replace(config, engine=dataclasses.replace(config.engine, model=model, int8=int8),
                                expand=dataclasses.replace(config.expand, prompt_style=style))
+
+
+def _counter(what: str, log):
+    """A per-batch progress line: problems done in this run (and solved, in a search)."""
+    done = {"problems": 0, "solved": 0}
+
+    def on_batch(trees):
+        done["problems"] += len(trees)
+        done["solved"] += sum(t.solved for t in trees)
+        solved = f", {done['solved']} solved" if any(t.truth is not None for t in trees) else ""
+        log(f"{what} {done['problems']} problems{solved}")
+
+    return on_batch
 
 
 def _train(out: Path, data: Path, what: str, settings) -> dict:

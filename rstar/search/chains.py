@@ -9,10 +9,12 @@ from rstar.search.tree import Node, Tree
 
 def run_chains(trees: list[Tree], ctx: Context, n: int, temperature: float | None = None) -> None:
     """n independent solutions per tree: the root gets n samples, every later
-    node one. Temperature 0 with n = 1 is greedy decoding."""
-    heads = expand([(t, t.root) for t in trees], ctx, n=n, temperature=temperature)
+    node one. Temperature 0 with n = 1 is greedy decoding. A PPM scores the
+    finished solutions only (best-of-N reads nothing else)."""
+    heads = expand([(t, t.root) for t in trees], ctx, n=n, temperature=temperature,
+                   score_terminals_only=True)
     while heads := [(t, nd) for t, nd in heads if not nd.terminal]:
-        heads = expand(heads, ctx, n=1, temperature=temperature)
+        heads = expand(heads, ctx, n=1, temperature=temperature, score_terminals_only=True)
 
 
 def run_beam(trees: list[Tree], ctx: Context, beam_width: int, per_beam: int) -> None:

@@ -82,8 +82,10 @@ def program_steps(tree: Tree, node: Node) -> list[str]:
 
 
 def expand(jobs: list[tuple[Tree, Node]], ctx: Context, n: int | None = None,
-           temperature: float | None = None) -> list[tuple[Tree, Node]]:
-    """Give each (tree, node) its children; returns the new (tree, node) pairs."""
+           temperature: float | None = None, score_terminals_only: bool = False) -> list[tuple[Tree, Node]]:
+    """Give each (tree, node) its children; returns the new (tree, node) pairs.
+    With a PPM, every new node is scored, or only terminals when the search
+    never looks at a partial solution's score (independent chains)."""
     if not jobs:
         return []
     cfg = ctx.config
@@ -119,10 +121,11 @@ def expand(jobs: list[tuple[Tree, Node]], ctx: Context, n: int | None = None,
     for tree, node in new:
         _settle(tree, node, cfg)
     ctx.seconds["grading"] += time.perf_counter() - t0
-    if ctx.scorer is not None:
+    scored = [(t, nd) for t, nd in new if nd.terminal or not score_terminals_only]
+    if ctx.scorer is not None and scored:
         t0 = time.perf_counter()
-        scores = ctx.scorer.score([ctx.prompt(t) + partial_solution(t, nd) for t, nd in new])
-        for (tree, node), s in zip(new, scores):
+        scores = ctx.scorer.score([ctx.prompt(t) + partial_solution(t, nd) for t, nd in scored])
+        for (tree, node), s in zip(scored, scores):
             node.ppm = float(s)
             if node.terminal and tree.truth is None and node.step.kind == FINAL_ANSWER:
                 node.reward = node.ppm  # at inference the PPM judges the answer
