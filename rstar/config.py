@@ -46,6 +46,7 @@ class EvolveSettings:
     heldout_size: int = field(default=50, metadata={"help": "first N held-out problems (0: all)"})
     eval_n: int = field(default=8, metadata={"help": "samples for PPM best-of-N vs majority vote"})
     bootstrap: str = field(default="", metadata={"help": "round 1 searches with this model ('': engine.model)"})
+    bootstrap_rollouts: int = field(default=0, metadata={"help": "round 1's MCTS rollouts (0: mcts.rollouts)"})
     unsolved_rollouts: int = field(default=0, metadata={
         "help": "rollouts for problems no earlier round solved (0: mcts.rollouts)"})
     unsolved_from: int = field(default=2, metadata={"help": "first round that uses unsolved_rollouts"})
@@ -85,7 +86,7 @@ class RunConfig:
         ev = self.evolve
         if ev.policy_from not in ("base", "previous") or ev.data not in ("all", "round"):
             raise ValueError("evolve.policy_from must be base or previous; evolve.data all or round")
-        if ev.rounds < 1 or ev.eval_n < 1 or ev.unsolved_from < 1 or min(ev.pool_size, ev.heldout_size, ev.unsolved_rollouts, ev.max_pairs) < 0:
+        if ev.rounds < 1 or ev.eval_n < 1 or ev.unsolved_from < 1 or min(ev.pool_size, ev.heldout_size, ev.unsolved_rollouts, ev.max_pairs, ev.bootstrap_rollouts) < 0:
             raise ValueError("evolve.rounds, eval_n and unsolved_from must be >= 1; sizes, rollouts, pairs >= 0")
 
     def to_dict(self) -> dict:

@@ -108,6 +108,9 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem],
     policy, ppm, tuned = previous["policy"], previous["ppm"], previous["tuned"]
     searcher = ev.bootstrap if (k == 1 and ev.bootstrap) else policy
     search_cfg = _with_policy(config, searcher, tuned and searcher == policy)
+    if k == 1 and ev.bootstrap_rollouts:  # the paper's round 1 had its own rollout count
+        search_cfg = dataclasses.replace(
+            search_cfg, mcts=dataclasses.replace(search_cfg.mcts, rollouts=ev.bootstrap_rollouts))
     solved_before = set().union(*(set(m.get("solved_ids", [])) for m in history[1:]))
     more = ev.unsolved_rollouts if k >= ev.unsolved_from else 0
     rollouts = {p.id: more for p in pool if p.id not in solved_before} if more else {}

@@ -59,7 +59,9 @@ def test_evolve_tiny_end_to_end(evolved):
     spec = json.loads((evolved / "round-2" / "config.json").read_text())
     assert spec["search_model"] == first["policy"] == str((evolved / "round-1" / "policy").resolve())
     assert spec["ppm"] == first["ppm"] and spec["search"]["expand"]["prompt_style"] == "sft"
-    # Problems no earlier round solved get the larger number of rollouts.
+    # Round 1 has its own rollout count; then problems no earlier round solved get more.
+    first_trees = (evolved / "round-1" / "search" / "trees.jsonl").read_text().splitlines()
+    assert {json.loads(line)["config"]["mcts"]["rollouts"] for line in first_trees} == {4}
     unsolved = {t.problem_id for t in read_trees(evolved / "round-1" / "search" / "trees.jsonl")
                 if not t.solved}
     for line in (evolved / "round-2" / "search" / "trees.jsonl").read_text().splitlines():
