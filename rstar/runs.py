@@ -73,11 +73,7 @@ def _read_complete(path: Path, parse) -> list:
 
 
 def append_trees(path: Path, trees: list[Tree], config: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        for t in trees:
-            f.write(json.dumps(tree_to_record(t, config)) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_jsonl(path, [tree_to_record(t, config) for t in trees])
 
 
 def claim_folder(out: Path, config: RunConfig, kind: str) -> None:
