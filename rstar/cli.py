@@ -145,7 +145,7 @@ def extract(
     import json
 
     from rstar.extract import ppm_pairs, sft_records
-    from rstar.runs import read_trees
+    from rstar.runs import read_trees, write_atomic
 
     if kind not in ("sft", "ppm"):
         _fail(f"unknown kind {kind!r}: sft or ppm")
@@ -157,12 +157,7 @@ def extract(
         _fail(str(exc))
     make = sft_records if kind == "sft" else ppm_pairs
     records = [r for t in loaded for r in make(t)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, out)  # never a half-written data file
+    write_atomic(out, "".join(json.dumps(r) + "\n" for r in records))  # never a half-written data file
     covered = len({r["id"] for r in records})
     console.print(f"{len(records)} {kind} records from {covered} of {len(loaded)} trees -> {out}")
 

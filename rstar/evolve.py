@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 import time
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from pathlib import Path
 from rstar.config import RunConfig
 from rstar.data import Problem, load_problems
 from rstar.extract import ppm_pairs, sft_records
-from rstar.runs import evaluate, read_jsonl, read_trees, search_problems
+from rstar.runs import evaluate, read_jsonl, read_trees, search_problems, write_atomic
 from rstar.search.chains import majority
 
 SPEC = "evolve.json"
@@ -330,19 +329,13 @@ def _load_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2))
 
 
 def _write_once(path: Path, records: list[dict]) -> int:
     """Write a data file unless a finished one exists; returns its record count."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        os.replace(tmp, path)
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
     return sum(1 for line in open(path) if line.strip())
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from rstar.config import RunConfig
+from rstar.runs import write_atomic
 
 
 def write_report(workdir: Path, rounds: list[dict], config: RunConfig, preset: str) -> Path:
@@ -45,9 +46,7 @@ def write_report(workdir: Path, rounds: list[dict], config: RunConfig, preset: s
               "`checkpoints/`), `eval/greedy` and `eval/sample` (`answers.jsonl`, `metrics.json`), "
               "`seconds.json` and `metrics.json`.", ""]
     path = workdir / "report.md"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
+    write_atomic(path, "\n".join(lines))
     return path
 
 

@@ -87,9 +87,15 @@ def claim_folder(out: Path, config: RunConfig, kind: str) -> None:
             raise ValueError(f"{out} holds a {theirs.get('command', '?')} run with another config; "
                              "use another --out or the same preset and overrides")
         return
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(mine, indent=2))
-    os.replace(tmp, marker)
+    write_atomic(marker, json.dumps(mine, indent=2))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file whole or not at all (a kill leaves the old one or none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def load_scorer(ppm: str | None):
