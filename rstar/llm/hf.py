@@ -13,6 +13,7 @@ prefills its own suffix.
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -179,12 +180,9 @@ class HFEngine:
                 return ids, cache
         if len(enc) < 2:
             return [], None
-        length = 0
-        while length < room and all(e[length] == enc[0][length] for e in enc):
-            length += 1
-        if length < MIN_SHARED_TOKENS:
+        ids = os.path.commonprefix(enc)[:room]  # works on any sequences, token lists too
+        if len(ids) < MIN_SHARED_TOKENS:
             return [], None
-        ids = enc[0][:length]
         out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
         self._prefix = (ids, out.past_key_values)
         return self._prefix
