@@ -252,3 +252,8 @@ def test_fine_tuned_policies_get_their_engine_and_prompt():
     vllm = "vllm" if importlib.util.find_spec("vllm") else "hf"
     assert (tuned.engine.kind, tuned.engine.int8, tuned.expand.prompt_style) == (vllm, False, "sft")
     assert tuned.engine.model == "/some/policy"
+    # Named engines are taken as they are; '' keeps engine.kind for every policy.
+    for setting, kind in (("vllm", "vllm"), ("hf", "hf"), ("", "hf")):
+        ev = dataclasses.replace(cfg.evolve, tuned_engine=setting)
+        assert _with_policy(dataclasses.replace(cfg, evolve=ev), "/p", True).engine.kind == kind
+        assert _with_policy(dataclasses.replace(cfg, evolve=ev), "default", False).engine.kind == "hf"
