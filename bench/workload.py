@@ -53,6 +53,7 @@ ENDLESS_STEPS = [
 class Program:
     steps: tuple[str, ...]
     kind: str  # "ok", "error" or "endless"
+    problem: int = 0
 
     @property
     def source(self) -> str:
@@ -78,13 +79,19 @@ def make_workload(n_problems: int = 52, seed: int = 0) -> list[Program]:
                 # A failing step is a dead branch: its program is a node, but
                 # the path continues from its parent.
                 bad = _fill(rng.choice(ERROR_STEPS), rng, k)
-                programs.append(Program(tuple(steps + [bad]), "error"))
+                programs.append(Program(tuple(steps + [bad]), "error", p))
                 continue
             if roll < 0.15 and k > 0:
                 endless = rng.choice(ENDLESS_STEPS)
-                programs.append(Program(tuple(steps + [endless]), "endless"))
+                programs.append(Program(tuple(steps + [endless]), "endless", p))
                 continue
             template = rng.choice(STEP_KINDS[rng.choice(kinds)])
             steps.append(_fill(template, rng, p * 100 + k))
-            programs.append(Program(tuple(steps), "ok"))
+            programs.append(Program(tuple(steps), "ok", p))
     return programs
+
+
+def tree_order(programs: list[Program]) -> list[Program]:
+    """The programs as a batched tree search meets them: level by level over
+    all problems, the children of one node next to each other."""
+    return sorted(programs, key=lambda p: (len(p.steps), p.problem))

@@ -120,11 +120,32 @@ static int step_landlock(const struct sbx_child_plan *p)
     return rc;
 }
 
+static const struct sock_fprog *filter_for(const struct sbx_child_plan *p,
+                                           const struct sbx_request *job)
+{
+    if (job->flags & SBX_FLAG_ALLOW_THREADS)
+        return p->filter_threads;
+    if (job->n_steps && p->filter_notify)
+        return p->filter_notify;
+    return p->filter;
+}
+
 static int step_seccomp(const struct sbx_child_plan *p, const struct sbx_request *job)
 {
-    const struct sock_fprog *f =
-        job->flags & SBX_FLAG_ALLOW_THREADS ? p->filter_threads : p->filter;
-    return f ? sbx_policy_load(f) : 0;
+    const struct sock_fprog *f = filter_for(p, job);
+    if (!f)
+        return 0;
+    if (f != p->filter_notify)
+        return sbx_policy_load(f);
+    int listener = sbx_policy_load_notify(f);
+    if (listener < 0)
+        return listener;
+    if (listener != SBX_CHILD_LISTENER_FD) {
+        if (dup2(listener, SBX_CHILD_LISTENER_FD) < 0)
+            return -errno;
+        close(listener);
+    }
+    return 0;
 }
 
 static _Noreturn void fail(int fd, const char *step, int rc)
@@ -173,24 +194,158 @@ static int read_exact(int fd, void *buf, size_t len)
     return 0;
 }
 
-char *sbx_child_receive(const struct sbx_child_plan *plan, size_t *len)
+static int write_mark(uint32_t kind, int32_t exit_code, uint32_t flags, double cpu_s,
+                      int64_t peak_rss_kb, const char *payload, size_t len)
 {
-    struct sbx_request job;
-    int rc = read_exact(SBX_CHILD_JOB_FD, &job, sizeof job);
-    if (rc < 0)
-        _exit(0); /* the zygote retired this spare */
-    char *code = malloc((size_t)job.code_len + 1);
+    struct sbx_mark m = {
+        .magic = SBX_MARK_MAGIC,
+        .kind = kind,
+        .exit_code = exit_code,
+        .flags = flags,
+        .cpu_s = cpu_s,
+        .peak_rss_kb = peak_rss_kb,
+        .pid = getpid(),
+        .len = (uint32_t)len,
+    };
+    int rc = sbx_write_all(SBX_CHILD_REPORT_FD, &m, sizeof m);
+    if (rc == 0 && len)
+        rc = sbx_write_all(SBX_CHILD_REPORT_FD, payload, len);
+    return rc;
+}
+
+/* Read a job (header and payload) from the job pipe; NULL at end of input. */
+static char *read_job(struct sbx_request *job)
+{
+    if (read_exact(SBX_CHILD_JOB_FD, job, sizeof *job) < 0)
+        return NULL;
+    char *code = malloc((size_t)job->code_len + 1);
     if (!code)
         fail(SBX_CHILD_REPORT_FD, "receive", -ENOMEM);
-    if ((rc = read_exact(SBX_CHILD_JOB_FD, code, job.code_len)) < 0)
+    int rc = read_exact(SBX_CHILD_JOB_FD, code, job->code_len);
+    if (rc < 0)
         fail(SBX_CHILD_REPORT_FD, "receive", rc);
-    code[job.code_len] = '\0';
-    close(SBX_CHILD_JOB_FD);
-    if ((rc = step_rlimits(plan, &job)) < 0)
+    code[job->code_len] = '\0';
+    return code;
+}
+
+/* Hand the listener to the zygote (it takes a copy with pidfd_getfd) and
+ * close ours before any user code runs: whoever holds it decides which
+ * process creation goes through. */
+static int hand_over_listener(void)
+{
+    char go = 0;
+    int rc = write_mark(SBX_MARK_LISTENER, 0, 0, 0, 0, NULL, 0);
+    if (rc == 0)
+        rc = read_exact(SBX_CHILD_JOB_FD, &go, 1);
+    close(SBX_CHILD_LISTENER_FD);
+    if (rc == 0 && go != SBX_CMD_GO)
+        rc = -EPROTO;
+    return rc;
+}
+
+char *sbx_child_receive(const struct sbx_child_plan *plan, struct sbx_request *job)
+{
+    char *code = read_job(job);
+    if (!code)
+        _exit(0); /* the zygote retired this spare */
+    int rc = step_rlimits(plan, job);
+    if (rc < 0)
         fail(SBX_CHILD_REPORT_FD, "rlimits", rc);
     /* Last: everything above needs syscalls the filter denies. */
-    if ((rc = step_seccomp(plan, &job)) < 0)
+    if ((rc = step_seccomp(plan, job)) < 0)
         fail(SBX_CHILD_REPORT_FD, "seccomp", rc);
-    *len = job.code_len;
+    if (filter_for(plan, job) == plan->filter_notify && plan->filter_notify &&
+        (rc = hand_over_listener()) < 0)
+        fail(SBX_CHILD_REPORT_FD, "listener", rc);
     return code;
+}
+
+/* ---- snapshots ------------------------------------------------------- */
+
+enum forked_as { FORKED_FOR_JOB, FORKED_AS_SNAPSHOT };
+
+/* Fork a sibling through the zygote. It answers the clone's notification by
+ * putting the child's descriptors at SBX_GIVEN_FD.. in this process first;
+ * the parent closes them again. Returns as fork() does. */
+static pid_t mediated_fork(void)
+{
+    pid_t pid = (pid_t)syscall(SYS_clone, SBX_FORK_FLAGS, 0, NULL, NULL, 0);
+    if (pid != 0)
+        for (int fd = SBX_GIVEN_FD; fd < SBX_GIVEN_FD + 4; fd++)
+            close(fd);
+    return pid;
+}
+
+/* In the new sibling: its own process group, death with the zygote, the
+ * descriptors it was given, then say who it is. */
+static void settle_forked(const struct sbx_child_plan *plan, enum forked_as as)
+{
+    int rc = 0;
+    if (setpgid(0, 0) < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        rc = -errno;
+    else if (getppid() != plan->supervisor)
+        rc = -ESRCH;
+    if (rc < 0)
+        _exit(SBX_EXIT_SETUP);
+    if (as == FORKED_FOR_JOB) {
+        if (dup2(SBX_GIVEN_FD, 1) < 0 || dup2(SBX_GIVEN_FD + 1, 2) < 0)
+            _exit(SBX_EXIT_SETUP);
+    } else if (dup2(0, 1) < 0 || dup2(0, 2) < 0) { /* a snapshot prints nothing */
+        _exit(SBX_EXIT_SETUP);
+    }
+    if (dup2(SBX_GIVEN_FD + 2, SBX_CHILD_REPORT_FD) < 0 ||
+        dup2(SBX_GIVEN_FD + 3, SBX_CHILD_JOB_FD) < 0)
+        _exit(SBX_EXIT_SETUP);
+    for (int fd = SBX_GIVEN_FD; fd < SBX_GIVEN_FD + 4; fd++)
+        close(fd);
+    if (write_mark(SBX_MARK_PID, 0, 0, 0, 0, NULL, 0) < 0)
+        _exit(SBX_EXIT_SETUP);
+}
+
+/* A snapshot: wait for jobs and fork a child for each; returns in that
+ * child with the job's payload. Exits when the zygote closes the job pipe. */
+static char *serve_jobs(const struct sbx_child_plan *plan, struct sbx_request *job)
+{
+    for (;;) {
+        char *code = read_job(job);
+        if (!code)
+            _exit(0);
+        pid_t pid = mediated_fork();
+        if (pid == 0) {
+            settle_forked(plan, FORKED_FOR_JOB);
+            return code;
+        }
+        free(code); /* refused or forked: the zygote knows which */
+    }
+}
+
+char *sbx_child_step_done(const struct sbx_child_plan *plan, double cpu_s,
+                          int64_t peak_rss_kb, struct sbx_request *job)
+{
+    char answer = 0;
+    if (write_mark(SBX_MARK_STEP, 0, 0, cpu_s, peak_rss_kb, NULL, 0) < 0 ||
+        read_exact(SBX_CHILD_JOB_FD, &answer, 1) < 0 || answer != SBX_CMD_FORK)
+        return NULL;
+    if (mediated_fork() != 0)
+        return NULL;
+    settle_forked(plan, FORKED_AS_SNAPSHOT);
+    return serve_jobs(plan, job);
+}
+
+char *sbx_child_finish(const struct sbx_child_plan *plan, int exit_code, uint32_t flags,
+                       double cpu_s, int64_t peak_rss_kb, const char *report,
+                       size_t report_len, struct sbx_request *job)
+{
+    bool keep = flags & SBX_END_CLEAN;
+    /* A snapshot's output pipes must be closed before the end is told: the
+     * zygote answers once it has both. */
+    if (keep && (dup2(0, 1) < 0 || dup2(0, 2) < 0))
+        keep = false;
+    (void)write_mark(SBX_MARK_END, exit_code, flags, cpu_s, peak_rss_kb, report, report_len);
+    if (!keep) {
+        for (int fd = 0; fd <= SBX_CHILD_JOB_FD; fd++)
+            close(fd);
+        _exit(exit_code);
+    }
+    return serve_jobs(plan, job);
 }

@@ -15,7 +15,10 @@
 #include <linux/seccomp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <signal.h>
+#include <stdio.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -25,7 +28,10 @@ enum rule_kind {
     R_ERRNO,
     R_KILL,
     R_OPEN_RDONLY,   /* open/openat/openat2: only without write/create flags */
-    R_CLONE_THREAD,  /* clone: only CLONE_THREAD, and only if threads are allowed */
+    R_CLONE,         /* clone: threads if allowed; notified in SBX_FILTER_NOTIFY */
+    R_FORK,          /* fork, vfork: notified in SBX_FILTER_NOTIFY */
+    R_PDEATHSIG,     /* prctl: only PR_SET_PDEATHSIG(SIGKILL), in SBX_FILTER_NOTIFY */
+    R_OWN_GROUP,     /* setpgid: only (0, 0), in SBX_FILTER_NOTIFY */
     R_PRLIMIT_GET,   /* prlimit64: only reading (new limit == NULL) */
 };
 
@@ -79,18 +85,19 @@ static const struct rule POLICY[] = {
     ALLOW("set_tid_address"), ALLOW("rseq"), ALLOW("membarrier"),
     ALLOW("arch_prctl"), ALLOW("exit"), ALLOW("exit_group"), ALLOW("wait4"),
     ALLOW("waitid"),
-    /* process creation: never, except threads when the limits allow them.
-     * clone3 passes its flags in memory, so answer ENOSYS and let the thread
-     * library fall back to clone, whose flags the filter can check. */
-    {"clone", R_CLONE_THREAD, EPERM}, DENY("clone3", ENOSYS),
-    DENY("fork", EPERM), DENY("vfork", EPERM),
+    /* process creation: never, except threads when the limits allow them, and
+     * the forks the zygote asks a snapshot for (user notification). clone3
+     * passes its flags in memory, so answer ENOSYS and let the thread library
+     * fall back to clone, whose flags the filter can check. */
+    {"clone", R_CLONE, EPERM}, DENY("clone3", ENOSYS),
+    {"fork", R_FORK, EPERM}, {"vfork", R_FORK, EPERM},
     /* no raising of limits, no identity changes */
     DENY("setrlimit", EPERM), DENY("setpriority", EPERM),
     DENY("setuid", EPERM), DENY("setgid", EPERM), DENY("setreuid", EPERM),
     DENY("setregid", EPERM), DENY("setresuid", EPERM), DENY("setresgid", EPERM),
     DENY("setgroups", EPERM), DENY("setfsuid", EPERM), DENY("setfsgid", EPERM),
-    DENY("capset", EPERM), DENY("prctl", EPERM), DENY("setsid", EPERM),
-    DENY("setpgid", EPERM),
+    DENY("capset", EPERM), {"prctl", R_PDEATHSIG, EPERM}, DENY("setsid", EPERM),
+    {"setpgid", R_OWN_GROUP, EPERM},
     /* network */
     DENY("socket", EACCES), DENY("socketpair", EACCES), DENY("connect", EACCES),
     DENY("bind", EACCES), DENY("listen", EACCES), DENY("accept", EACCES),
@@ -123,8 +130,9 @@ static const struct rule POLICY[] = {
 /* Flags that let open() create, truncate or write a file. */
 #define OPEN_WRITE_FLAGS (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND)
 
-static int add_rule(scmp_filter_ctx ctx, const struct rule *r, bool allow_threads)
+static int add_rule(scmp_filter_ctx ctx, const struct rule *r, enum sbx_filter variant)
 {
+    bool notify = variant == SBX_FILTER_NOTIFY;
     int nr = seccomp_syscall_resolve_name(r->name);
     if (nr == __NR_SCMP_ERROR)
         return 0; /* not a syscall on this architecture */
@@ -144,18 +152,31 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r, bool allow_thread
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
                                 SCMP_CMP(arg, SCMP_CMP_MASKED_EQ, OPEN_WRITE_FLAGS, 0));
     }
-    case R_CLONE_THREAD:
-        if (!allow_threads)
+    case R_CLONE:
+        if (notify)
+            return seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, nr, 0);
+        if (variant != SBX_FILTER_THREADS)
             return 0; /* the default action answers EPERM */
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
                                 SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+    case R_FORK:
+        return notify ? seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, nr, 0) : 0;
+    case R_PDEATHSIG:
+        return notify ? seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2,
+                                         SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG),
+                                         SCMP_A1(SCMP_CMP_EQ, SIGKILL))
+                      : 0;
+    case R_OWN_GROUP:
+        return notify ? seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A0(SCMP_CMP_EQ, 0),
+                                         SCMP_A1(SCMP_CMP_EQ, 0))
+                      : 0;
     case R_PRLIMIT_GET:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A2(SCMP_CMP_EQ, 0));
     }
     return -EINVAL;
 }
 
-static int build(bool allow_threads, scmp_filter_ctx *out)
+static int build(enum sbx_filter variant, scmp_filter_ctx *out)
 {
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(DEFAULT_ERRNO));
     if (!ctx)
@@ -165,7 +186,7 @@ static int build(bool allow_threads, scmp_filter_ctx *out)
     if (rc == 0)
         rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
     for (int i = 0; rc == 0 && i < POLICY_LEN; i++)
-        rc = add_rule(ctx, &POLICY[i], allow_threads);
+        rc = add_rule(ctx, &POLICY[i], variant);
     if (rc < 0) {
         seccomp_release(ctx);
         return rc;
@@ -174,11 +195,11 @@ static int build(bool allow_threads, scmp_filter_ctx *out)
     return 0;
 }
 
-int sbx_policy_compile(bool allow_threads, struct sock_fprog *out)
+int sbx_policy_compile(enum sbx_filter variant, struct sock_fprog *out)
 {
     scmp_filter_ctx ctx = NULL;
     sbx_cleanup_fd int fd = -1;
-    int rc = build(allow_threads, &ctx);
+    int rc = build(variant, &ctx);
     if (rc < 0)
         return rc;
     /* libseccomp 2.5 exports BPF only to an fd: go through a memfd. */
@@ -212,10 +233,10 @@ out:
     return rc;
 }
 
-int sbx_policy_dump(bool allow_threads, int fd)
+int sbx_policy_dump(enum sbx_filter variant, int fd)
 {
     scmp_filter_ctx ctx = NULL;
-    int rc = build(allow_threads, &ctx);
+    int rc = build(variant, &ctx);
     if (rc < 0)
         return rc;
     rc = seccomp_export_pfc(ctx, fd);
@@ -228,11 +249,35 @@ int sbx_policy_load(const struct sock_fprog *prog)
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0) < 0 ? -errno : 0;
 }
 
+int sbx_policy_load_notify(const struct sock_fprog *prog)
+{
+    long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, prog);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+const char *sbx_policy_notify_unsupported(void)
+{
+    /* API level 5: user notification; 6 adds what CONTINUE needs. */
+    if (seccomp_api_get() < 6)
+        return "libseccomp or the kernel lacks seccomp user notification (API level < 6)";
+    struct utsname u;
+    int major = 0, minor = 0;
+    if (uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+        (major < 5 || (major == 5 && minor < 9)))
+        return "the kernel is older than 5.9 (no SECCOMP_IOCTL_NOTIF_ADDFD)";
+    if (syscall(SYS_pidfd_getfd, -1, 0, 0) < 0 && errno == ENOSYS)
+        return "the kernel has no pidfd_getfd";
+    return NULL;
+}
+
 int sbx_policy_entry(int index, const char **name, const char **action, int *err)
 {
     static const char *const KIND_NAMES[] = {
         [R_ALLOW] = "allow", [R_ERRNO] = "errno", [R_KILL] = "kill",
-        [R_OPEN_RDONLY] = "allow-if", [R_CLONE_THREAD] = "allow-if",
+        [R_OPEN_RDONLY] = "allow-if", [R_CLONE] = "allow-if",
+        /* errno, except in SBX_FILTER_NOTIFY: */
+        [R_FORK] = "errno/notify", [R_PDEATHSIG] = "errno/allow-if",
+        [R_OWN_GROUP] = "errno/allow-if",
         [R_PRLIMIT_GET] = "allow-if",
     };
     if (index < 0 || index >= POLICY_LEN)

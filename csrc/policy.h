@@ -6,15 +6,32 @@
 #include <linux/filter.h>
 #include <stdbool.h>
 
+/* The policy's variants. */
+enum sbx_filter {
+    SBX_FILTER_PLAIN,   /* no process or thread creation */
+    SBX_FILTER_THREADS, /* threads allowed */
+    /* Process creation goes to the zygote as a seccomp user notification
+     * (it lets through only the forks it asked for); a forked process may
+     * make itself a process group and ask for death with its parent. */
+    SBX_FILTER_NOTIFY,
+};
+
 /* Compile the policy; on success *out holds a malloc'ed BPF program.
  * 0 or -errno. */
-int sbx_policy_compile(bool allow_threads, struct sock_fprog *out);
+int sbx_policy_compile(enum sbx_filter variant, struct sock_fprog *out);
 /* Write the human-readable (PFC) form of the policy to fd; 0 or -errno. */
-int sbx_policy_dump(bool allow_threads, int fd);
+int sbx_policy_dump(enum sbx_filter variant, int fd);
 /* Load a compiled program into the calling thread; 0 or -errno. */
 int sbx_policy_load(const struct sock_fprog *prog);
+/* Load a SBX_FILTER_NOTIFY program; returns its listener fd or -errno. */
+int sbx_policy_load_notify(const struct sock_fprog *prog);
+/* Whether this kernel and libseccomp support what snapshots need (user
+ * notification with CONTINUE, adding descriptors, pidfd_getfd): NULL if
+ * so, else the reason. */
+const char *sbx_policy_notify_unsupported(void);
 /* The table itself, for review and for tests: name and action of each entry.
- * Returns the number of entries; action is "allow", "allow-if", "errno" or "kill". */
+ * Returns the number of entries; action is "allow", "allow-if", "errno" or "kill",
+ * or "errno/notify", "errno/allow-if" for what SBX_FILTER_NOTIFY treats apart. */
 int sbx_policy_entry(int index, const char **name, const char **action, int *err);
 
 #endif

@@ -37,19 +37,51 @@ struct __attribute__((packed)) sbx_request {
     uint64_t memory_bytes;
     uint64_t output_bytes;
     uint32_t flags;
-    /* followed by code_len bytes of program source */
+    /* 0: the payload is one program's source. Otherwise the payload is
+     * n_steps records (uint32 length, then the step's source): a program
+     * given as steps, which may run from and leave prefix snapshots. */
+    uint32_t n_steps;
+    /* In a job sent to a snapshot: the steps that snapshot already ran. */
+    uint32_t first_step;
+    /* followed by code_len bytes of payload */
 };
 
-/* The last bytes a child writes to its report pipe, after its output is
- * flushed and just before it closes its pipes and exits: the zygote answers on
- * seeing it, without waiting for the kernel to tear the process down. */
-#define SBX_TRAILER_MAGIC 0x44584253u /* "SBXD" */
-struct __attribute__((packed)) sbx_trailer {
+/* What a child tells the zygote on its report pipe: a sequence of marks,
+ * each maybe followed by `len` payload bytes. A setup failure is plain text
+ * instead ("S<step>:<error>"). */
+#define SBX_MARK_MAGIC 0x4D584253u /* "SBXM" */
+enum sbx_mark_kind {
+    /* The program ended; payload: its report ("E<error line>", "M..." or
+     * nothing). Written after its output is flushed: the zygote answers on
+     * it without waiting for the kernel to tear the process down. */
+    SBX_MARK_END = 1,
+    /* A step ended normally; the child waits for SBX_CMD_FORK or _CONTINUE. */
+    SBX_MARK_STEP = 2,
+    /* A spare installed the filter that notifies the zygote of process
+     * creation; its listener is at SBX_CHILD_LISTENER_FD until SBX_CMD_GO. */
+    SBX_MARK_LISTENER = 3,
+    /* A process forked through the zygote says who it is (first thing). */
+    SBX_MARK_PID = 4,
+};
+/* SBX_MARK_END flags. */
+#define SBX_END_CLEAN 1u   /* every step ran and ended normally: may be kept */
+#define SBX_END_UNSPLIT 2u /* these steps cannot run one by one: run from scratch */
+
+struct __attribute__((packed)) sbx_mark {
     uint32_t magic;
+    uint32_t kind;
     int32_t exit_code;
+    uint32_t flags;
     double cpu_s;
     int64_t peak_rss_kb;
+    int32_t pid;
+    uint32_t len;
 };
+
+/* One-byte commands on a child's job pipe, besides jobs (an sbx_request). */
+#define SBX_CMD_GO 'G'       /* the listener is taken: run the program */
+#define SBX_CMD_FORK 'F'     /* keep a snapshot of this step's end state */
+#define SBX_CMD_CONTINUE 'C' /* go on without one */
 
 struct __attribute__((packed)) sbx_response {
     uint32_t kind;
@@ -64,6 +96,9 @@ struct __attribute__((packed)) sbx_response {
     uint32_t stdout_len;
     uint32_t stderr_len;
     uint32_t error_len;
+    uint32_t snapshot_steps; /* leading steps that came from a snapshot */
+    uint32_t live_snapshots; /* snapshots this zygote holds now */
+    double snapshot_mb;      /* their private memory */
     /* followed by stdout, stderr and the error line */
 };
 

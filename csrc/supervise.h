@@ -12,6 +12,10 @@
 struct sbx_config {
     const struct sock_fprog *filter;         /* NULL = no seccomp */
     const struct sock_fprog *filter_threads; /* the same, threads allowed */
+    const struct sock_fprog *filter_notify;  /* the same, process creation notified
+                                                (NULL = no prefix snapshots) */
+    int max_snapshots;            /* live snapshots kept at most */
+    uint64_t max_snapshot_bytes;  /* and their private memory at most */
     int ruleset_fd;                          /* Landlock ruleset, or -1 */
     int drop_uid, drop_gid;                  /* -1 = keep */
     bool keep_dac_read;

@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--memory-mb", type=int, default=getattr(Limits(), "memory_mb"))
     run_p.add_argument("--output-bytes", type=int, default=getattr(Limits(), "output_bytes"))
     policy_p = sub.add_parser("policy", help="print the seccomp policy for review")
-    policy_p.add_argument("--threads", action="store_true", help="the variant that allows threads")
+    policy_p.add_argument("--variant", choices=("plain", "threads", "notify"), default="plain",
+                          help="threads: threads allowed; notify: process creation goes "
+                               "to the zygote (programs of steps, prefix snapshots)")
     sub.add_parser("bench", help="run the benchmark (bench/sandbox_bench.py)", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "check":
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return run(args.file, Limits(args.wall_s, args.cpu_s, args.memory_mb, args.output_bytes))
     if args.command == "policy":
-        print(_core.policy_dump(args.threads))
+        print(_core.policy_dump(args.variant))
         return 0
     return bench(rest)
 

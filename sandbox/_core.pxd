@@ -1,5 +1,5 @@
 # Declarations mirroring csrc/*.h.
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 
 cdef extern from "<linux/filter.h>" nogil:
@@ -9,8 +9,14 @@ cdef extern from "<linux/filter.h>" nogil:
 
 
 cdef extern from "policy.h" nogil:
-    int sbx_policy_compile(bint allow_threads, sock_fprog *out)
-    int sbx_policy_dump(bint allow_threads, int fd)
+    enum sbx_filter:
+        SBX_FILTER_PLAIN
+        SBX_FILTER_THREADS
+        SBX_FILTER_NOTIFY
+
+    int sbx_policy_compile(sbx_filter variant, sock_fprog *out)
+    int sbx_policy_dump(sbx_filter variant, int fd)
+    const char *sbx_policy_notify_unsupported()
     int sbx_policy_entry(int index, const char **name, const char **action, int *err)
 
 
@@ -19,17 +25,36 @@ cdef extern from "landlock.h" nogil:
     int sbx_landlock_ruleset_new(const char *const *paths, size_t n_paths)
 
 
+cdef extern from "protocol.h" nogil:
+    struct sbx_request:
+        uint32_t code_len
+        uint32_t n_steps
+        uint32_t first_step
+
+    enum:
+        SBX_END_CLEAN
+        SBX_END_UNSPLIT
+
+
 cdef extern from "child.h" nogil:
     struct sbx_child_plan:
         pass
 
-    char *sbx_child_receive(const sbx_child_plan *plan, size_t *len)
+    char *sbx_child_receive(const sbx_child_plan *plan, sbx_request *job)
+    char *sbx_child_step_done(const sbx_child_plan *plan, double cpu_s, int64_t peak_rss_kb,
+                              sbx_request *job)
+    char *sbx_child_finish(const sbx_child_plan *plan, int exit_code, uint32_t flags,
+                           double cpu_s, int64_t peak_rss_kb, const char *report,
+                           size_t report_len, sbx_request *job)
 
 
 cdef extern from "supervise.h" nogil:
     struct sbx_config:
         const sock_fprog *filter
         const sock_fprog *filter_threads
+        const sock_fprog *filter_notify
+        int max_snapshots
+        uint64_t max_snapshot_bytes
         int ruleset_fd
         int drop_uid
         int drop_gid

@@ -9,10 +9,13 @@ import os
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdlib cimport free, malloc
 
-from sandbox._core cimport (sbx_child_receive, sbx_collapse_heap, sbx_config, sbx_job, sbx_landlock_abi,
-                            sbx_landlock_ruleset_new, sbx_policy_compile,
-                            sbx_policy_dump, sbx_policy_entry, sbx_serve,
-                            sock_fprog)
+from sandbox._core cimport (SBX_END_CLEAN, SBX_END_UNSPLIT, SBX_FILTER_NOTIFY,
+                            SBX_FILTER_PLAIN, SBX_FILTER_THREADS, sbx_child_finish,
+                            sbx_child_receive, sbx_child_step_done, sbx_collapse_heap,
+                            sbx_config, sbx_filter, sbx_job, sbx_landlock_abi,
+                            sbx_landlock_ruleset_new, sbx_policy_compile, sbx_policy_dump,
+                            sbx_policy_entry, sbx_policy_notify_unsupported, sbx_request,
+                            sbx_serve, sock_fprog)
 
 
 cdef extern from "Python.h":
@@ -21,9 +24,14 @@ cdef extern from "Python.h":
     void PyOS_AfterFork_Child()
 
 
+END_CLEAN = SBX_END_CLEAN
+END_UNSPLIT = SBX_END_UNSPLIT
+FILTERS = {"plain": SBX_FILTER_PLAIN, "threads": SBX_FILTER_THREADS, "notify": SBX_FILTER_NOTIFY}
+
 # The compiled filters outlive serve(): a spare loads one in receive().
 cdef sock_fprog _plain
 cdef sock_fprog _threads
+cdef sock_fprog _notify
 # In a spare: the plan of its setup, kept for receive().
 cdef sbx_job _spare_job
 cdef bint _is_spare = False
@@ -43,19 +51,51 @@ cdef void _after_fork_parent() noexcept:
     PyOS_AfterFork_Parent()
 
 
-def receive() -> bytes:
+cdef object _job(char *code, sbx_request *job):
+    """A job as (payload, steps in it, steps its snapshot already ran)."""
+    if code == NULL:
+        return None
+    try:
+        return PyBytes_FromStringAndSize(code, job.code_len), job.n_steps, job.first_step
+    finally:
+        free(code)
+
+
+def receive():
     """In a spare: wait for the program, apply its rlimits and the seccomp
-    filter, and return its source. Exits the process if the zygote retires it."""
-    cdef size_t n = 0
+    filter, and return it as (payload, n_steps, first_step); n_steps is 0 for
+    a program given as one source. Exits the process if the zygote retires it."""
+    cdef sbx_request job
     cdef char *code
     if not _is_spare:
         raise RuntimeError("receive() is only for a spare")
     with nogil:
-        code = sbx_child_receive(&_spare_job.plan, &n)
-    try:
-        return PyBytes_FromStringAndSize(code, n)
-    finally:
-        free(code)
+        code = sbx_child_receive(&_spare_job.plan, &job)
+    return _job(code, &job)
+
+
+def step_done(double cpu_s, long long peak_rss_kb):
+    """Between two steps: None to go on. If the zygote kept a snapshot here,
+    this returns (later, in a child forked from it) the job that child runs."""
+    cdef sbx_request job
+    cdef char *code = sbx_child_step_done(&_spare_job.plan, cpu_s, peak_rss_kb, &job)
+    return _job(code, &job)
+
+
+def finish(int exit_code, unsigned int flags, double cpu_s, long long peak_rss_kb,
+           bytes report):
+    """The program ended. Exits the process unless it is kept as a snapshot;
+    then this returns only in a child forked from it, with that child's job."""
+    cdef sbx_request job
+    cdef char *code = sbx_child_finish(&_spare_job.plan, exit_code, flags, cpu_s, peak_rss_kb,
+                                       report, len(report), &job)
+    return _job(code, &job)
+
+
+def snapshot_support():
+    """None when this kernel can hold prefix snapshots, else why not."""
+    cdef const char *why = sbx_policy_notify_unsupported()
+    return None if why == NULL else why.decode()
 
 
 def landlock_abi() -> int:
@@ -84,11 +124,11 @@ def policy_table() -> list:
     return rows
 
 
-def policy_dump(bint allow_threads=False) -> str:
-    """The compiled policy in libseccomp's readable PFC form."""
+def policy_dump(str variant="plain") -> str:
+    """The compiled policy (plain, threads or notify) in libseccomp's PFC form."""
     r, w = os.pipe()
     try:
-        rc = sbx_policy_dump(allow_threads, w)
+        rc = sbx_policy_dump(FILTERS[variant], w)
         os.close(w)
         w = -1
         _check(rc, "seccomp_export_pfc")
@@ -104,11 +144,13 @@ def policy_dump(bint allow_threads=False) -> str:
 
 def serve(int in_fd, int out_fd, *, bint seccomp, landlock_paths, int drop_uid,
           int drop_gid, bint keep_dac_read, unsigned long long base_address_space,
-          int max_running, double demote_after_s, int nofile, on_ready):
+          int max_running, double demote_after_s, int nofile, int max_snapshots,
+          unsigned long long max_snapshot_bytes, on_ready):
     """Run the zygote loop. `on_ready()` is called once the policy and the
     Landlock ruleset are built. Returns False in the zygote once its input
     closes, and True in a spare: a forked child, unprivileged and under
-    Landlock, that should make itself ready and then call receive()."""
+    Landlock, that should make itself ready and then call receive().
+    `max_snapshots` 0 turns prefix snapshots off."""
     global _is_spare
     cdef sbx_config cfg
     cdef sbx_job job
@@ -116,8 +158,12 @@ def serve(int in_fd, int out_fd, *, bint seccomp, landlock_paths, int drop_uid,
     cdef int rc = 0
     _plain.filter = NULL
     _threads.filter = NULL
+    _notify.filter = NULL
     cfg.filter = NULL
     cfg.filter_threads = NULL
+    cfg.filter_notify = NULL
+    cfg.max_snapshots = max_snapshots
+    cfg.max_snapshot_bytes = max_snapshot_bytes
     cfg.ruleset_fd = -1
     cfg.drop_uid = drop_uid
     cfg.drop_gid = drop_gid
@@ -130,10 +176,13 @@ def serve(int in_fd, int out_fd, *, bint seccomp, landlock_paths, int drop_uid,
     cfg.after_fork_parent = _after_fork_parent
     try:
         if seccomp:
-            _check(sbx_policy_compile(False, &_plain), "seccomp policy")
-            _check(sbx_policy_compile(True, &_threads), "seccomp policy")
+            _check(sbx_policy_compile(SBX_FILTER_PLAIN, &_plain), "seccomp policy")
+            _check(sbx_policy_compile(SBX_FILTER_THREADS, &_threads), "seccomp policy")
             cfg.filter = &_plain
             cfg.filter_threads = &_threads
+            if max_snapshots > 0 and sbx_policy_notify_unsupported() == NULL:
+                _check(sbx_policy_compile(SBX_FILTER_NOTIFY, &_notify), "seccomp policy")
+                cfg.filter_notify = &_notify
         if landlock_paths is not None:
             encoded = [os.fsencode(p) for p in landlock_paths]
             paths = <const char **>malloc(max(1, len(encoded)) * sizeof(char *))
@@ -159,5 +208,6 @@ def serve(int in_fd, int out_fd, *, bint seccomp, landlock_paths, int drop_uid,
         if rc != 1:  # a spare still needs the filters for receive()
             free(_plain.filter)
             free(_threads.filter)
+            free(_notify.filter)
         if cfg.ruleset_fd >= 0 and rc != 1:
             os.close(cfg.ruleset_fd)

@@ -11,16 +11,25 @@ ALLOW_THREADS = 1
 FRAME_RESULT = 1
 FRAME_DEMOTED = 2
 
-# struct sbx_request: magic, code_len, id, wall_s, cpu_s, memory_bytes, output_bytes, flags
-REQUEST = struct.Struct("<IIQddQQI")
+# struct sbx_request: magic, code_len, id, wall_s, cpu_s, memory_bytes, output_bytes, flags,
+# n_steps, first_step
+REQUEST = struct.Struct("<IIQddQQIII")
+STEP_LENGTH = struct.Struct("<I")
 # struct sbx_response: kind, status, id, wall_s, cpu_s, peak_rss_mb, exit_code,
-# term_signal, truncated, stdout_len, stderr_len, error_len
-RESPONSE = struct.Struct("<iiQdddiiIIII")
+# term_signal, truncated, stdout_len, stderr_len, error_len, snapshot_steps,
+# live_snapshots, snapshot_mb
+RESPONSE = struct.Struct("<iiQdddiiIIIIIId")
 # The zygote's first message: a length-prefixed JSON object.
 READY = struct.Struct("<I")
 
 
-def encode_request(request_id: int, code: bytes, limits: Limits) -> bytes:
+def encode_steps(steps: list[bytes]) -> bytes:
+    """A program of steps as its payload: each step's length, then its source."""
+    return b"".join(STEP_LENGTH.pack(len(step)) + step for step in steps)
+
+
+def encode_request(request_id: int, code: bytes, limits: Limits, n_steps: int = 0) -> bytes:
+    """`code` is one program's source, or (n_steps > 0) encode_steps' payload."""
     header = REQUEST.pack(
         REQUEST_MAGIC,
         len(code),
@@ -30,6 +39,8 @@ def encode_request(request_id: int, code: bytes, limits: Limits) -> bytes:
         int(limits.memory_mb) * 1024 * 1024,
         int(limits.output_bytes),
         ALLOW_THREADS if limits.allow_threads else 0,
+        n_steps,
+        0,
     )
     return header + code
 
@@ -39,22 +50,22 @@ def encode_ready(info: dict) -> bytes:
     return READY.pack(len(body)) + body
 
 
-def decode_frames(buf: bytearray) -> list[tuple[int, int, Result | None]]:
+def decode_frames(buf: bytearray) -> list[tuple[int, int, Result | None, tuple[int, float]]]:
     """Take every complete frame off the front of `buf`.
 
-    Returns (kind, request id, result) triples; the result is None for
-    FRAME_DEMOTED.
+    Returns (kind, request id, result, (live snapshots, their MiB)) tuples;
+    the result is None for FRAME_DEMOTED.
     """
     frames = []
     offset = 0
     while len(buf) - offset >= RESPONSE.size:
-        (kind, status, request_id, wall_s, cpu_s, rss, exit_code, term_signal,
-         truncated, out_len, err_len, error_len) = RESPONSE.unpack_from(buf, offset)
+        (kind, status, request_id, wall_s, cpu_s, rss, exit_code, term_signal, truncated,
+         out_len, err_len, error_len, snapshot_steps, live, live_mb) = RESPONSE.unpack_from(buf, offset)
         end = offset + RESPONSE.size + out_len + err_len + error_len
         if len(buf) < end:
             break
         if kind == FRAME_DEMOTED:
-            frames.append((kind, request_id, None))
+            frames.append((kind, request_id, None, (live, live_mb)))
             offset = end
             continue
         pos = offset + RESPONSE.size
@@ -74,8 +85,9 @@ def decode_frames(buf: bytearray) -> list[tuple[int, int, Result | None]]:
             truncated=bool(truncated),
             exit_code=exit_code if exit_code >= 0 else None,
             signal=term_signal or None,
+            snapshot_steps=snapshot_steps,
         )
-        frames.append((kind, request_id, result))
+        frames.append((kind, request_id, result, (live, live_mb)))
         offset = end
     del buf[:offset]
     return frames

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import selectors
 import sys
 import threading
 import time
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Iterable, Sequence, Union
 
 from sandbox import _isolation
-from sandbox._protocol import encode_request
+from sandbox._protocol import encode_request, encode_steps
 from sandbox._types import Limits, Result
 from sandbox._worker import Worker, WorkerStartError
 
@@ -40,6 +42,17 @@ from fractions import Fraction; str(Fraction(1, 3) + 1)
 """
 
 SLACK_S = 10.0  # a zygote silent this long past every deadline is considered hung
+AFFINITY_ENTRIES = 100_000  # prefixes remembered with the zygote that ran them
+
+
+@dataclass
+class _Job:
+    """One program of a batch, encoded."""
+
+    index: int
+    code: bytes
+    steps: tuple[str, ...] | None  # None: sent as one source
+    parent: int | None = None  # the batch's program whose steps are the longest prefix of ours
 
 
 class Sandbox:
@@ -54,6 +67,12 @@ class Sandbox:
             run longer than `demote_after_s` drop to low priority and free
             their slot, so a few never-ending programs never stall a batch.
         demote_after_s: see `slots`.
+        snapshots: run programs given as steps from prefix snapshots: the
+            process that ran a prefix stays alive, and a program that extends
+            it forks from it (through the zygote) and runs only its new steps.
+            Needs seccomp user notification; without it, fresh forks.
+        max_snapshots, snapshot_memory_mb: caps on the live snapshots (count,
+            private memory), over all workers; least recently used go first.
         seccomp, landlock, drop_privileges: switch a protection off (for
             diagnosis only; `python -m sandbox check` shows what is active).
         start_timeout_s: how long a zygote may take to import and warm up.
@@ -67,6 +86,9 @@ class Sandbox:
         warmup: str = DEFAULT_WARMUP,
         slots: int = 2,
         demote_after_s: float = 1.0,
+        snapshots: bool = True,
+        max_snapshots: int = 256,
+        snapshot_memory_mb: int = 2048,
         seccomp: bool = True,
         landlock: bool = True,
         drop_privileges: bool = True,
@@ -74,6 +96,8 @@ class Sandbox:
     ):
         if workers < 1 or slots < 1:
             raise ValueError(f"workers and slots must be >= 1, got {workers} and {slots}")
+        if max_snapshots < 0 or snapshot_memory_mb < 0:
+            raise ValueError("max_snapshots and snapshot_memory_mb must be >= 0")
         self.limits = limits or Limits()
         self.isolation = _isolation.decide(seccomp, landlock, drop_privileges)
         self._config = {
@@ -83,8 +107,11 @@ class Sandbox:
             "slots": slots,
             "demote_after_s": demote_after_s,
             "nofile": 64,
+            "max_snapshots": math.ceil(max_snapshots / workers) if snapshots else 0,
+            "snapshot_memory_mb": math.ceil(snapshot_memory_mb / workers),
             **self.isolation.as_config(),
         }
+        self._affinity: OrderedDict[tuple, int] = OrderedDict()
         self._start_timeout_s = start_timeout_s
         self._slots = slots
         self._ids = itertools.count(1)
@@ -107,26 +134,30 @@ class Sandbox:
         return self.run_batch([program], limits)[0]
 
     def run_batch(self, programs: Sequence[Program], limits: Limits | None = None) -> list[Result]:
-        """Run every program, each in a fresh isolated child; results in input order.
+        """Run every program, each in an isolated child; results in input order.
 
-        A program is source text or the sequence of its steps' source texts
-        (joined by newlines into one program). Bad input gives a
-        `sandbox_error` result, never an exception.
+        A program is source text or the sequence of its steps' source texts.
+        Steps give the same result as their joined source (newline-separated),
+        and with snapshots on, a program runs from the live state its longest
+        prefix left behind: within a batch, a program waits for the one whose
+        steps are its longest prefix. Bad input gives a `sandbox_error`
+        result, never an exception.
         """
         limits = limits or self.limits
         results: list[Result | None] = [None] * len(programs)
-        todo: deque[tuple[int, bytes]] = deque()
+        jobs = []
         for i, program in enumerate(programs):
-            code = _encode(program)
-            if isinstance(code, Result):
-                results[i] = code
+            job = self._encode(i, program, limits)
+            if isinstance(job, Result):
+                results[i] = job
             else:
-                todo.append((i, code))
+                jobs.append(job)
+        _link_prefixes(jobs)
         with self._lock:
             if not self._finalizer.alive:
                 raise RuntimeError("Sandbox is closed")
             try:
-                self._dispatch(todo, results, limits)
+                self._dispatch(jobs, results, limits)
             except BaseException:
                 # Interrupted mid-batch: programs still in flight must not
                 # leak into the next batch, so their zygotes start afresh.
@@ -135,6 +166,16 @@ class Sandbox:
                         self._restart(w, results, "interrupted")
                 raise
         return results  # type: ignore[return-value]
+
+    @property
+    def snapshots_active(self) -> bool:
+        """Whether programs given as steps run from prefix snapshots here."""
+        return all(w.info.get("snapshots") for w in self._workers)
+
+    def snapshot_stats(self) -> dict:
+        """Live snapshots and their private memory, as the zygotes last reported."""
+        return {"live": sum(w.snapshots[0] for w in self._workers),
+                "memory_mb": sum(w.snapshots[1] for w in self._workers)}
 
     def close(self) -> None:
         """Stop every zygote; no process of this sandbox survives it."""
@@ -152,30 +193,82 @@ class Sandbox:
         return [w.info for w in self._workers]
 
     # -- dispatch --------------------------------------------------------
-    def _dispatch(self, todo: deque, results: list, limits: Limits) -> None:
+    def _encode(self, index: int, program: object, limits: Limits) -> _Job | Result:
+        if isinstance(program, str):
+            return _Job(index, program.encode("utf-8", "surrogatepass"), None)
+        if not (isinstance(program, Sequence) and all(isinstance(s, str) for s in program)):
+            return Result.sandbox_error(
+                f"a program must be a str or a sequence of str, not {type(program).__name__}")
+        steps = tuple(program)
+        if not steps or limits.allow_threads or not self.snapshots_active:
+            return _Job(index, "\n".join(steps).encode("utf-8", "surrogatepass"), None)
+        code = encode_steps([s.encode("utf-8", "surrogatepass") for s in steps])
+        return _Job(index, code, steps)
+
+    def _worker_for(self, job: _Job, limits: Limits) -> Worker | None:
+        """The zygote that holds the longest prefix of the job's steps (if it
+        has room), else the least loaded one with room; None: wait."""
+        if job.steps:
+            for k in range(len(job.steps) - 1, 0, -1):
+                at = self._affinity.get((limits, job.steps[:k]))
+                if at is not None:
+                    w = self._workers[at]
+                    return w if w.load <= self._slots else None
+        w = min(self._workers, key=lambda w: w.load)
+        return w if w.load <= self._slots else None
+
+    def _remember(self, job: _Job, result: Result, worker: int, limits: Limits) -> None:
+        """Which zygote may hold snapshots of this job's prefixes."""
+        if not job.steps:
+            return
+        n = len(job.steps) if result.ok else len(job.steps) - 1
+        for k in range(1, n + 1):
+            key = (limits, job.steps[:k])
+            self._affinity[key] = worker
+            self._affinity.move_to_end(key)
+        while len(self._affinity) > AFFINITY_ENTRIES:
+            self._affinity.popitem(last=False)
+
+    def _dispatch(self, jobs: list[_Job], results: list, limits: Limits) -> None:
         patience = limits.wall_s + SLACK_S
+        by_index = {job.index: job for job in jobs}
+        waiting: dict[int, list[_Job]] = {}
+        ready: deque[_Job] = deque()
+        for job in jobs:
+            if job.parent is None:
+                ready.append(job)
+            else:
+                waiting.setdefault(job.parent, []).append(job)
         with selectors.DefaultSelector() as sel:
             for w in self._workers:
                 if not w.alive:
                     self._restart(w, results, "zygote exited")
                 sel.register(w.fileno(), selectors.EVENT_READ, w)
             last_progress = time.monotonic()
-            while todo or any(w.in_flight for w in self._workers):
-                for w in sorted(self._workers, key=lambda w: w.load):
-                    # One request beyond the slots hides the round trip.
-                    while todo and w.load <= self._slots:
-                        index, code = todo.popleft()
-                        request_id = next(self._ids)
-                        try:
-                            w.send(request_id, index, encode_request(request_id, code, limits))
-                        except (BrokenPipeError, OSError):
-                            self._replace(sel, w, results, "zygote exited")
-                            break
+            while ready or any(w.in_flight for w in self._workers):
+                # One request beyond the slots hides the round trip.
+                held_back: deque[_Job] = deque()
+                while ready:
+                    job = ready.popleft()
+                    w = self._worker_for(job, limits)
+                    if w is None:
+                        held_back.append(job)
+                        continue
+                    request_id = next(self._ids)
+                    frame = encode_request(request_id, job.code, limits,
+                                           len(job.steps) if job.steps else 0)
+                    try:
+                        w.send(request_id, job.index, frame)
+                    except (BrokenPipeError, OSError):
+                        self._replace(sel, w, results, "zygote exited")
+                ready = held_back
                 for key, _ in sel.select(timeout=1.0):
                     w = key.data
                     if w.read():
                         for index, result in w.frames():
                             results[index] = result
+                            self._remember(by_index[index], result, self._workers.index(w), limits)
+                            ready.extend(waiting.pop(index, ()))
                         last_progress = time.monotonic()
                     else:
                         self._replace(sel, w, results, "zygote exited")
@@ -184,6 +277,10 @@ class Sandbox:
                         if w.in_flight:
                             self._replace(sel, w, results, "zygote stopped answering")
                     last_progress = time.monotonic()
+                # Programs whose prefix program got no answer (its zygote was
+                # replaced) run without waiting for it.
+                for index in [i for i in waiting if results[i] is not None]:
+                    ready.extend(waiting.pop(index))
 
     def _replace(self, sel, w: Worker, results: list, why: str) -> None:
         sel.unregister(w.fileno())
@@ -206,15 +303,20 @@ class Sandbox:
             raise RuntimeError(f"sandbox: could not restart a zygote: {exc}") from exc
 
 
-def _encode(program: object) -> bytes | Result:
-    if isinstance(program, str):
-        text = program
-    elif isinstance(program, Sequence) and all(isinstance(s, str) for s in program):
-        text = "\n".join(program)
-    else:
-        return Result.sandbox_error(
-            f"a program must be a str or a sequence of str, not {type(program).__name__}")
-    return text.encode("utf-8", "surrogatepass")
+def _link_prefixes(jobs: list[_Job]) -> None:
+    """Point each program of steps at the batch's program whose steps are its
+    longest proper prefix: it runs after that one, from its snapshot."""
+    by_steps: dict[tuple[str, ...], int] = {}
+    for job in jobs:
+        if job.steps:
+            by_steps.setdefault(job.steps, job.index)
+    for job in jobs:
+        if job.steps:
+            for k in range(len(job.steps) - 1, 0, -1):
+                parent = by_steps.get(job.steps[:k])
+                if parent is not None:
+                    job.parent = parent
+                    break
 
 
 def _stop_all(workers: list[Worker]) -> None:

@@ -56,7 +56,9 @@ class Result:
 
     `error` is the exception's last line (``ZeroDivisionError: division by
     zero``) or a sentence from the sandbox (``wall-clock limit exceeded``);
-    None when the program ended normally.
+    None when the program ended normally. `snapshot_steps` is how many of a
+    program's leading steps were not run again because a live snapshot held
+    their end state; `wall_s`, `cpu_s` are what this run cost, without them.
     """
 
     status: Status
@@ -69,6 +71,7 @@ class Result:
     truncated: bool = False
     exit_code: int | None = None
     signal: int | None = field(default=None, repr=False)
+    snapshot_steps: int = 0
 
     @property
     def ok(self) -> bool:

@@ -21,6 +21,9 @@ SINGLE_THREAD_ENV = {
     "NUMEXPR_NUM_THREADS": "1",
     "VECLIB_MAXIMUM_THREADS": "1",
     "PYTHONDONTWRITEBYTECODE": "1",
+    # The same set and dict-of-str orders in every zygote: a program prints
+    # the same whichever worker or snapshot runs it.
+    "PYTHONHASHSEED": "0",
     # One heap that glibc backs with huge pages: fork then copies one page-table
     # entry per 2 MiB instead of per 4 KiB (csrc/memory.h).
     "PYTHONMALLOC": "malloc",
@@ -45,6 +48,7 @@ class Worker:
         self.in_flight: dict[int, int] = {}  # request id -> batch index
         self.demoted: set[int] = set()
         self.info: dict = {}
+        self.snapshots: tuple[int, float] = (0, 0.0)  # live count and MiB, as last reported
 
     # -- life cycle ----------------------------------------------------
     def start(self) -> None:
@@ -132,7 +136,8 @@ class Worker:
         return True
 
     def frames(self):
-        for kind, request_id, result in decode_frames(self.buf):
+        for kind, request_id, result, snapshots in decode_frames(self.buf):
+            self.snapshots = snapshots
             if result is None:
                 self.demoted.add(request_id)
                 continue

@@ -6,6 +6,7 @@ protocol on its stdin/stdout. Never imported by the caller's process.
 """
 from __future__ import annotations
 
+import ast
 import builtins
 import gc
 import importlib
@@ -23,10 +24,7 @@ from sandbox import _core
 from sandbox._protocol import encode_ready
 
 REPORT_FD = 3  # csrc/child.h SBX_CHILD_REPORT_FD
-# csrc/protocol.h struct sbx_trailer: magic, exit code, CPU seconds, peak RSS (KiB)
-TRAILER = struct.Struct("<Iidq")
-TRAILER_MAGIC = 0x44584253
-
+FILENAME = "<program>"
 
 def _address_space_bytes() -> int:
     with open("/proc/self/statm") as f:
@@ -74,39 +72,125 @@ def make_ready() -> types.ModuleType:
     return main
 
 
-def run_program(main: types.ModuleType, code: bytes) -> None:
-    """In a child: run the program in its fresh __main__ and exit without finalizers."""
-    status, report = 0, b""
-    try:
-        exec(compile(code, "<program>", "exec"), main.__dict__)
-    except SystemExit as exc:
-        status, report = _exit_status(exc)
-    except MemoryError as exc:
-        main.__dict__.clear()  # free what the program held before reporting
-        status, report = 1, b"M" + _error_line(exc).encode()
-        _print_traceback(exc)
-    except BaseException as exc:  # noqa: BLE001 - every failure is the program's result
-        status, report = 1, b"E" + _error_line(exc).encode("utf-8", "backslashreplace")
-        _print_traceback(exc)
+def _usage() -> tuple[float, int]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass  # the program closed or broke its own stream
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    trailer = TRAILER.pack(TRAILER_MAGIC, status, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
-    # Closing the pipes before exiting lets the zygote answer while the kernel
-    # still tears this process down (~3 ms here).
+
+
+def _exec(main: types.ModuleType, code) -> tuple[int, bytes] | None:
+    """Run compiled code (or compile source first) in __main__; None if it
+    ended normally, else the program's exit status and report."""
     try:
-        os.write(REPORT_FD, report[:4000] + trailer)
-    except OSError:
-        pass
-    os.closerange(0, REPORT_FD + 1)
-    os._exit(status)
+        if not isinstance(code, types.CodeType):
+            code = compile(code, FILENAME, "exec", dont_inherit=True)
+        exec(code, main.__dict__)
+    except SystemExit as exc:
+        return _exit_status(exc)
+    except MemoryError as exc:
+        main.__dict__.clear()  # free what the program held before reporting
+        _print_traceback(exc)
+        return 1, b"M" + _error_line(exc).encode()
+    except BaseException as exc:  # noqa: BLE001 - every failure is the program's result
+        _print_traceback(exc)
+        return 1, b"E" + _error_line(exc).encode("utf-8", "backslashreplace")
+    return None
+
+
+def _finish(status: int, report: bytes, flags: int = 0):
+    """Tell the zygote the program ended; returns only in a child forked from
+    this process once it is a snapshot, with that child's job."""
+    _flush()
+    cpu, rss = _usage()
+    return _core.finish(status, flags, cpu, rss, report[:4000])
+
+
+class Steps:
+    """The steps of one path, run one by one so that the zygote can keep the
+    state after each as a snapshot. Lines are numbered as in the whole
+    program, so tracebacks read the same as from scratch."""
+
+    lines_done = 0  # lines of the steps this process (and its snapshots) ran
+
+    @staticmethod
+    def split(payload: bytes, n_steps: int) -> list[bytes]:
+        steps, pos = [], 0
+        for _ in range(n_steps):
+            (size,) = struct.unpack_from("<I", payload, pos)
+            steps.append(payload[pos + 4:pos + 4 + size])
+            pos += 4 + size
+        return steps
+
+    @classmethod
+    def compile(cls, steps: list[bytes], first_step: int) -> list[types.CodeType] | None:
+        """Each step compiled alone, or None if running them one by one could
+        differ from running the joined program (a step that does not parse
+        alone, a __future__ import)."""
+        codes, line = [], cls.lines_done
+        for i, src in enumerate(steps):
+            try:
+                tree = ast.parse(b"\n" * line + src, FILENAME)
+            except (SyntaxError, ValueError):
+                return None
+            body = tree.body
+            if any(isinstance(s, ast.ImportFrom) and s.module == "__future__" for s in body):
+                return None
+            if first_step + i and body and isinstance(body[0], ast.Expr) \
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                # Alone, a leading string would become the module's __doc__.
+                body.insert(0, ast.copy_location(ast.Pass(), body[0]))
+            codes.append(compile(tree, FILENAME, "exec", dont_inherit=True))
+            line += src.count(b"\n") + 1
+        return codes
+
+
+def run_job(main: types.ModuleType, job: tuple[bytes, int, int]) -> None:
+    """In a child: run its job, and the jobs of the children forked from it
+    when it is kept as a snapshot. Never returns."""
+    while True:
+        payload, n_steps, first_step = job
+        if not n_steps:  # one program
+            status, report = _exec(main, payload) or (0, b"")
+            _finish(status, report)
+        steps = Steps.split(payload, n_steps)
+        codes = Steps.compile(steps, first_step)
+        if codes is None:
+            if first_step:  # a snapshot ran part of it: the zygote reruns it whole
+                _finish(1, b"", _core.END_UNSPLIT)
+            status, report = _exec(main, b"\n".join(steps)) or (0, b"")
+            _finish(status, report)
+        job = _run_steps(main, steps, codes)
+
+
+def _run_steps(main, steps: list[bytes], codes: list[types.CodeType]):
+    """Run the steps; returns the next job when this process continues as a
+    child forked from a snapshot of them."""
+    for i, code in enumerate(codes):
+        ended = _exec(main, code)
+        if ended:
+            return _finish(*ended)
+        Steps.lines_done += steps[i].count(b"\n") + 1
+        if i + 1 < len(codes):
+            _flush()
+            cpu, rss = _usage()
+            job = _core.step_done(cpu, rss)
+            if job is not None:
+                return job
+    return _finish(0, b"", _core.END_CLEAN)
 
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
+    # Each live snapshot holds three descriptors here.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536) if hard > 0 else 65536, hard))
     in_fd, out_fd = os.dup(0), os.dup(1)
     # Keep stray prints of preloaded modules off the protocol pipe.
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -134,6 +218,7 @@ def main() -> None:
         "rss_mb": _rss_mb(),
         "huge_pages_mb": huge_bytes / 2**20,
         "failures": failures,
+        "snapshots": cfg["seccomp"] and cfg["max_snapshots"] > 0 and _core.snapshot_support() is None,
     }
     is_spare = _core.serve(
         in_fd,
@@ -147,12 +232,14 @@ def main() -> None:
         max_running=cfg["slots"],
         demote_after_s=cfg["demote_after_s"],
         nofile=cfg["nofile"],
+        max_snapshots=cfg["max_snapshots"],
+        max_snapshot_bytes=cfg["snapshot_memory_mb"] * 2**20,
         on_ready=lambda: os.write(out_fd, encode_ready(info)),
     )
     if not is_spare:
         os._exit(0)
     main_module = make_ready()
-    run_program(main_module, _core.receive())
+    run_job(main_module, _core.receive())
 
 
 if __name__ == "__main__":

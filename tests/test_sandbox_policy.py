@@ -13,7 +13,8 @@ DANGEROUS = {
 EXPECTED = {
     "read": "allow", "mmap": "allow", "exit_group": "allow", "getrandom": "allow",
     "openat": "allow-if", "open": "allow-if", "clone": "allow-if", "prlimit64": "allow-if",
-    "socket": "errno", "fork": "errno", "clone3": "errno", "kill": "errno",
+    "socket": "errno", "fork": "errno/notify", "clone3": "errno", "kill": "errno",
+    "prctl": "errno/allow-if", "setpgid": "errno/allow-if",
     "execve": "kill", "ptrace": "kill", "mount": "kill", "bpf": "kill",
 }
 
@@ -37,7 +38,28 @@ def test_nothing_dangerous_is_allowed():
 
 
 def test_policy_dump_is_readable():
-    text = _core.policy_dump(False)
+    text = _core.policy_dump("plain")
     assert "filter for arch x86_64" in text or "filter for arch" in text
     assert "action ALLOW" in text and "action KILL_PROCESS" in text
-    assert _core.policy_dump(True) != text  # the threads variant differs
+    assert _core.policy_dump("threads") != text  # the threads variant differs
+    assert "NOTIFY" not in text and "0x7fc00000" not in text
+
+
+def test_notify_variant_sends_process_creation_to_the_zygote():
+    text = _core.policy_dump("notify")
+    lines = text.splitlines()
+
+    def rule(syscall):
+        """The lines of the PFC dump that belong to one syscall's rule."""
+        start = next(i for i, line in enumerate(lines) if f"# filter for syscall \"{syscall}\"" in line)
+        end = next((i for i in range(start + 1, len(lines)) if "# filter for syscall" in lines[i]),
+                   len(lines))
+        return "\n".join(lines[start:end])
+
+    notify = ("action NOTIFY", "action 0x7fc00000")  # SECCOMP_RET_USER_NOTIF; older libseccomp prints it raw
+    for syscall in ("clone", "fork", "vfork"):
+        assert any(a in rule(syscall) for a in notify), syscall
+    # prctl only as PR_SET_PDEATHSIG (1) with SIGKILL (9); setpgid only (0, 0)
+    assert "$a0.lo32 == 1" in rule("prctl") and "$a1.lo32 == 9" in rule("prctl")
+    assert "$a0.lo32 == 0" in rule("setpgid") and "$a1.lo32 == 0" in rule("setpgid")
+    assert not any(a in _core.policy_dump("threads") for a in notify)
