@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from report import save_report  # noqa: E402
 
 from baselines import PebbleExecutor, SubprocessExecutor  # noqa: E402
-from workload import make_workload  # noqa: E402
+from workload import make_workload, tree_order  # noqa: E402
 
 from sandbox import Limits, Sandbox  # noqa: E402
 from sandbox._sandbox import DEFAULT_WARMUP  # noqa: E402
@@ -117,6 +117,48 @@ def bench_sandbox(workers: int, plain: list[str], full: list[str], calls: list[s
         sb.close()
 
 
+def bench_steps(workers: int, tree: list, n_steps: int) -> dict:
+    """The step form: each program as its steps, in tree order (level by level,
+    a node's children together), from prefix snapshots."""
+    programs = [list(p.steps) for p in tree]
+    sb = Sandbox(workers=workers, limits=Limits(wall_s=TIMEOUT_S, cpu_s=TIMEOUT_S))
+    try:
+        sb.run_batch(["pass"] * CALL_SIZE)  # first contact
+        plain_s, results = timed(sb.run_batch, programs)
+        plain_stats = sb.snapshot_stats()
+        resumed = sum(r.snapshot_steps for r in results)
+    finally:
+        sb.close()
+    sb = Sandbox(workers=workers, limits=Limits(wall_s=TIMEOUT_S, cpu_s=TIMEOUT_S))
+    try:
+        sb.run_batch(["pass"] * CALL_SIZE)
+        t = time.perf_counter()
+        resumed_calls = 0
+        for i in range(0, len(programs), CALL_SIZE):
+            resumed_calls += sum(r.snapshot_steps for r in sb.run_batch(programs[i:i + CALL_SIZE]))
+        calls_per_s = len(programs) / (time.perf_counter() - t)
+        calls_stats = sb.snapshot_stats()
+    finally:
+        sb.close()
+    return {
+        "plain_per_s": len(programs) / plain_s,
+        "calls_per_s": calls_per_s,
+        "steps": n_steps,
+        "plain_from_snapshot": resumed / n_steps,
+        "calls_from_snapshot": resumed_calls / n_steps,
+        "plain_snapshots": plain_stats,
+        "calls_snapshots": calls_stats,
+    }
+
+
+def bench_pebble_steps(workers: int, tree: list) -> dict:
+    sources = [p.source for p in tree]
+    ex = PebbleExecutor(workers, TIMEOUT_S)
+    ex.run_batch(["import sympy, numpy"])
+    plain_s, _ = timed(ex.run_batch, sources)
+    return {"plain_per_s": len(sources) / plain_s, "calls_per_s": in_calls(ex.run_batch, sources)}
+
+
 def bench_pebble(workers: int, plain: list[str], full: list[str], calls: list[str], n_lat: int) -> dict:
     ex = PebbleExecutor(workers, TIMEOUT_S)
     t = time.perf_counter()
@@ -165,11 +207,28 @@ def print_table(report: dict) -> None:
             fmt(row.get("full_wall_s")), fmt(row.get("calls_per_s")),
             fmt(row["print1"]["p50_ms"]), fmt(row["print1"]["p99_ms"]),
             fmt(row.get("start_s"), ".2f")]) + " |")
+    print(f"\nstep form ({report['workload']['step_form_programs']} programs of "
+          f"{report['workload']['step_form_steps']} steps in tree order; snapshots on):")
+    print("\n| executor | workers | plain prog/s | calls of 12 prog/s | steps from a snapshot "
+          "(plain / calls) | live snapshots at the end (plain / calls) |")
+    print("|---|---|---|---|---|---|")
+    for row in report["step_rows"]:
+        snap = ""
+        if "plain_snapshots" in row:
+            p, c = row["plain_snapshots"], row["calls_snapshots"]
+            snap = (f"{row['plain_from_snapshot']:.0%} / {row['calls_from_snapshot']:.0%} | "
+                    f"{p['live']} ({p['memory_mb']:.0f} MiB) / {c['live']} ({c['memory_mb']:.0f} MiB)")
+        else:
+            snap = "— | —"
+        print(f"| {row['executor']} | {row['workers']} | {row['plain_per_s']:.1f} | "
+              f"{row['calls_per_s']:.1f} | {snap} |")
     print("\nratios, sandbox / pebble (targets at 2 workers):")
     for w, r in report["ratios"].items():
         print(f"  {w} workers: plain {r['plain']:.2f}x (>= 0.5), calls of 12 {r['calls']:.2f}x (>= 2.5), "
               f"full wall {r['full_wall']:.2f}x (<= 0.33), print(1) {r['print1']:.3f}x (<= 0.1), "
               f"print(1) / floor {r['print1_vs_floor']:.2f}x (<= 1.5)")
+        print(f"  {w} workers, step form: plain {r['steps_plain']:.2f}x (>= 1.5), "
+              f"calls of 12 {r['steps_calls']:.2f}x (>= 5)")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -183,15 +242,19 @@ def main(argv: list[str] | None = None) -> dict:
     full = [p.source for p in workload]
     plain = [p.source for p in workload if p.kind != "endless"]
     calls = plain[:120]
+    tree = tree_order([p for p in workload if p.kind != "endless"])
+    n_steps = sum(len(p.steps) for p in tree)
     n_lat = 30 if args.quick else 100
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
                    f"Python {platform.python_version()}",
         "workload": {"programs": len(full), "endless": len(full) - len(plain),
-                     "errors": sum(p.kind == "error" for p in workload)},
+                     "errors": sum(p.kind == "error" for p in workload),
+                     "step_form_programs": len(tree), "step_form_steps": n_steps},
         "floor": measure_floor(),
         "rows": [],
+        "step_rows": [],
         "ratios": {},
     }
     for workers in args.workers:
@@ -201,7 +264,14 @@ def main(argv: list[str] | None = None) -> dict:
         for name, row in (("sandbox (ours)", ours), ("pebble pool per call", pebble),
                           ("subprocess per program", sub)):
             report["rows"].append({"executor": name, "workers": workers, **row})
+        steps = bench_steps(workers, tree, n_steps)
+        pebble_steps = bench_pebble_steps(workers, tree)
+        report["step_rows"] += [{"executor": "sandbox, steps (ours)", "workers": workers, **steps},
+                                {"executor": "pebble pool per call", "workers": workers,
+                                 **pebble_steps}]
         report["ratios"][workers] = {
+            "steps_plain": steps["plain_per_s"] / pebble_steps["plain_per_s"],
+            "steps_calls": steps["calls_per_s"] / pebble_steps["calls_per_s"],
             "plain": ours["plain_per_s"] / pebble["plain_per_s"],
             "calls": ours["calls_per_s"] / pebble["calls_per_s"],
             "full_wall": ours["full_wall_s"] / pebble["full_wall_s"],

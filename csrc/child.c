@@ -195,7 +195,8 @@ static int read_exact(int fd, void *buf, size_t len)
 }
 
 static int write_mark(uint32_t kind, int32_t exit_code, uint32_t flags, double cpu_s,
-                      int64_t peak_rss_kb, const char *payload, size_t len)
+                      int64_t peak_rss_kb, uint64_t private_kb, const char *payload,
+                      size_t len)
 {
     struct sbx_mark m = {
         .magic = SBX_MARK_MAGIC,
@@ -206,6 +207,7 @@ static int write_mark(uint32_t kind, int32_t exit_code, uint32_t flags, double c
         .peak_rss_kb = peak_rss_kb,
         .pid = getpid(),
         .len = (uint32_t)len,
+        .private_kb = private_kb,
     };
     int rc = sbx_write_all(SBX_CHILD_REPORT_FD, &m, sizeof m);
     if (rc == 0 && len)
@@ -234,7 +236,7 @@ static char *read_job(struct sbx_request *job)
 static int hand_over_listener(void)
 {
     char go = 0;
-    int rc = write_mark(SBX_MARK_LISTENER, 0, 0, 0, 0, NULL, 0);
+    int rc = write_mark(SBX_MARK_LISTENER, 0, 0, 0, 0, 0, NULL, 0);
     if (rc == 0)
         rc = read_exact(SBX_CHILD_JOB_FD, &go, 1);
     close(SBX_CHILD_LISTENER_FD);
@@ -298,7 +300,7 @@ static void settle_forked(const struct sbx_child_plan *plan, enum forked_as as)
         _exit(SBX_EXIT_SETUP);
     for (int fd = SBX_GIVEN_FD; fd < SBX_GIVEN_FD + 4; fd++)
         close(fd);
-    if (write_mark(SBX_MARK_PID, 0, 0, 0, 0, NULL, 0) < 0)
+    if (write_mark(SBX_MARK_PID, 0, 0, 0, 0, 0, NULL, 0) < 0)
         _exit(SBX_EXIT_SETUP);
 }
 
@@ -320,10 +322,10 @@ static char *serve_jobs(const struct sbx_child_plan *plan, struct sbx_request *j
 }
 
 char *sbx_child_step_done(const struct sbx_child_plan *plan, double cpu_s,
-                          int64_t peak_rss_kb, struct sbx_request *job)
+                          int64_t peak_rss_kb, uint64_t private_kb, struct sbx_request *job)
 {
     char answer = 0;
-    if (write_mark(SBX_MARK_STEP, 0, 0, cpu_s, peak_rss_kb, NULL, 0) < 0 ||
+    if (write_mark(SBX_MARK_STEP, 0, 0, cpu_s, peak_rss_kb, private_kb, NULL, 0) < 0 ||
         read_exact(SBX_CHILD_JOB_FD, &answer, 1) < 0 || answer != SBX_CMD_FORK)
         return NULL;
     if (mediated_fork() != 0)
@@ -333,15 +335,16 @@ char *sbx_child_step_done(const struct sbx_child_plan *plan, double cpu_s,
 }
 
 char *sbx_child_finish(const struct sbx_child_plan *plan, int exit_code, uint32_t flags,
-                       double cpu_s, int64_t peak_rss_kb, const char *report,
-                       size_t report_len, struct sbx_request *job)
+                       double cpu_s, int64_t peak_rss_kb, uint64_t private_kb,
+                       const char *report, size_t report_len, struct sbx_request *job)
 {
     bool keep = flags & SBX_END_CLEAN;
     /* A snapshot's output pipes must be closed before the end is told: the
      * zygote answers once it has both. */
     if (keep && (dup2(0, 1) < 0 || dup2(0, 2) < 0))
         keep = false;
-    (void)write_mark(SBX_MARK_END, exit_code, flags, cpu_s, peak_rss_kb, report, report_len);
+    (void)write_mark(SBX_MARK_END, exit_code, flags, cpu_s, peak_rss_kb, private_kb, report,
+                     report_len);
     if (!keep) {
         for (int fd = 0; fd <= SBX_CHILD_JOB_FD; fd++)
             close(fd);

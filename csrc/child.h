@@ -67,13 +67,13 @@ char *sbx_child_receive(const struct sbx_child_plan *plan, struct sbx_request *j
  * jobs: it returns only in a child forked for a job, with the job's payload
  * (*job is its header). */
 char *sbx_child_step_done(const struct sbx_child_plan *plan, double cpu_s,
-                          int64_t peak_rss_kb, struct sbx_request *job);
+                          int64_t peak_rss_kb, uint64_t private_kb, struct sbx_request *job);
 
 /* The program ended: report it. Unless `flags` has SBX_END_CLEAN the process
  * exits here. Otherwise it becomes the snapshot of its last step and returns
  * only in a child forked for a job, as sbx_child_step_done does. */
 char *sbx_child_finish(const struct sbx_child_plan *plan, int exit_code, uint32_t flags,
-                       double cpu_s, int64_t peak_rss_kb, const char *report,
-                       size_t report_len, struct sbx_request *job);
+                       double cpu_s, int64_t peak_rss_kb, uint64_t private_kb,
+                       const char *report, size_t report_len, struct sbx_request *job);
 
 #endif

@@ -76,6 +76,9 @@ struct __attribute__((packed)) sbx_mark {
     int64_t peak_rss_kb;
     int32_t pid;
     uint32_t len;
+    /* Pages this process made its own since it was forked (minor faults):
+     * what it costs as a snapshot, without reading /proc. */
+    uint64_t private_kb;
 };
 
 /* One-byte commands on a child's job pipe, besides jobs (an sbx_request). */

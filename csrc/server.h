@@ -36,9 +36,8 @@ struct snapshot {
     uint32_t steps;
     struct sbx_buf out, err; /* what the prefix printed */
     double wall_s, cpu_s;    /* what the prefix cost */
-    uint64_t private_bytes;
+    uint64_t private_bytes; /* estimated from the pages its prefix wrote */
     uint64_t last_used;
-    struct child *creator; /* forked off this running process, until it ends */
     struct child *pending; /* a job sent to it, whose clone is not seen yet */
 };
 

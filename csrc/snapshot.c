@@ -9,7 +9,6 @@
  * for on the job pipe, handing the child's descriptors over in the same
  * notification. Everything else is answered EPERM. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -141,27 +140,6 @@ struct child *sbx_snapshot_find(struct server *s, const struct request *r, uint3
 
 /* ---- memory and the LRU ---------------------------------------------- */
 
-/* Pages only this process maps, from /proc/PID/smaps_rollup. */
-static uint64_t private_bytes(pid_t pid)
-{
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = SBX_RETRY(read(fd, buf, sizeof buf - 1));
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    uint64_t total = 0;
-    for (const char *field = "Private_Clean:", *p; field;
-         field = strcmp(field, "Private_Clean:") == 0 ? "Private_Dirty:" : NULL)
-        if ((p = strstr(buf, field)))
-            total += strtoull(p + strlen(field), NULL, 10) * 1024;
-    return total;
-}
-
 static void evict(struct child *c)
 {
     kill(-c->pid, SIGKILL); /* its process group */
@@ -209,7 +187,6 @@ static bool room_for_one(struct server *s)
 
 static void go_live(struct server *s, struct child *c)
 {
-    c->snap->private_bytes = private_bytes(c->pid);
     c->snap->last_used = ++s->clock;
     enforce_caps(s, c);
 }
@@ -329,9 +306,11 @@ void sbx_snapshot_step_done(struct server *s, struct child *c, const struct sbx_
         struct snapshot *snap = snapshot_new(r, c->steps_done, r->step_end[c->steps_done - 1]);
         if (snap && !held(s, snap) && (b = new_record(s, ROLE_SNAPSHOT, false))) {
             b->snap = snap;
-            snap->creator = c;
             snap->wall_s = c->prefix_wall + (sbx_now() - c->started);
             snap->cpu_s = c->prefix_cpu + m->cpu_s;
+            /* Its pages are the running process's until that writes them:
+             * what the prefix wrote is the estimate. */
+            snap->private_bytes = m->private_kb * 1024;
             if (sbx_buf_append(&snap->out, c->out.data, c->out.len) == 0 &&
                 sbx_buf_append(&snap->err, c->err.data, c->err.len) == 0) {
                 answer = SBX_CMD_FORK;
@@ -433,6 +412,7 @@ bool sbx_snapshot_keep(struct server *s, struct child *c)
     }
     snap->wall_s = c->prefix_wall + (sbx_now() - c->started);
     snap->cpu_s = c->prefix_cpu + c->end.cpu_s;
+    snap->private_bytes = c->end.private_kb * 1024;
     snap->out = c->out;
     snap->err = c->err;
     memset(&c->out, 0, sizeof c->out);
@@ -441,7 +421,6 @@ bool sbx_snapshot_keep(struct server *s, struct child *c)
     c->snap = snap;
     c->role = ROLE_SNAPSHOT;
     c->deadline = 0;
-    sbx_snapshot_gone(s, c); /* settle the snapshots it forked off */
     go_live(s, c);
     return true;
 }
@@ -465,15 +444,6 @@ void sbx_snapshot_gone(struct server *s, struct child *c)
     if (c->asked_fork && c->asked_fork->pid == 0)
         c->asked_fork->dropped = true;
     c->asked_fork = NULL;
-    /* Snapshots forked off it share no more pages with it: measure them now. */
-    for (size_t i = 0; i < s->n_children; i++) {
-        struct child *b = s->children[i];
-        if (b != c && b->snap && b->snap->creator == c) {
-            b->snap->creator = NULL;
-            if (usable(b))
-                b->snap->private_bytes = private_bytes(b->pid);
-        }
-    }
 }
 
 /* ---- notifications ------------------------------------------------------ */

@@ -43,15 +43,29 @@ def check() -> int:
         print(f"  privilege drop      : not needed (running as uid {os.geteuid()})")
     print("  rlimits             : CPU, address space, file size 0, 64 open files, no core dumps")
     print("  no_new_privs, own process group, killed with the zygote (PDEATHSIG)")
+    unsupported = _core.snapshot_support() if iso.seccomp else "seccomp is off"
+    if unsupported:
+        print(f"  prefix snapshots    : NOT available ({unsupported}): programs of steps "
+              "run from scratch in fresh forks")
+    else:
+        print("  prefix snapshots    : on (seccomp user notification: process creation goes "
+              "to the zygote, which forks only what it asked for)")
     print("\nself-test:")
     failures = 0
     with Sandbox(workers=1, limits=Limits(wall_s=2.0, cpu_s=2.0, memory_mb=512)) as sb:
         results = sb.run_batch([code for _, code, _ in SELF_TEST])
+        prefix = ["n = 6\nprint(n)"]
+        from_snapshot = None if unsupported else sb.run_batch([prefix, prefix + ["import os\nos.fork()"]])[1]
     for (name, _, expected), r in zip(SELF_TEST, results):
         ok = r.status is expected
         failures += not ok
         detail = "" if ok else f"  (expected {expected.value}; {r.error})"
         print(f"  {'ok  ' if ok else 'FAIL'} {name:<14} -> {r.status.value}{detail}")
+    if from_snapshot:
+        ok = from_snapshot.snapshot_steps == 1 and from_snapshot.status is Status.ERROR
+        failures += not ok
+        print(f"  {'ok  ' if ok else 'FAIL'} {'snapshot fork':<14} -> {from_snapshot.status.value}, "
+              f"{from_snapshot.snapshot_steps} step(s) from a snapshot")
     print("\nall protections behave as expected" if not failures else f"\n{failures} check(s) failed")
     return 1 if failures else 0
 

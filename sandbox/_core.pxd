@@ -42,10 +42,10 @@ cdef extern from "child.h" nogil:
 
     char *sbx_child_receive(const sbx_child_plan *plan, sbx_request *job)
     char *sbx_child_step_done(const sbx_child_plan *plan, double cpu_s, int64_t peak_rss_kb,
-                              sbx_request *job)
+                              uint64_t private_kb, sbx_request *job)
     char *sbx_child_finish(const sbx_child_plan *plan, int exit_code, uint32_t flags,
-                           double cpu_s, int64_t peak_rss_kb, const char *report,
-                           size_t report_len, sbx_request *job)
+                           double cpu_s, int64_t peak_rss_kb, uint64_t private_kb,
+                           const char *report, size_t report_len, sbx_request *job)
 
 
 cdef extern from "supervise.h" nogil:

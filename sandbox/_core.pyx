@@ -74,21 +74,21 @@ def receive():
     return _job(code, &job)
 
 
-def step_done(double cpu_s, long long peak_rss_kb):
+def step_done(double cpu_s, long long peak_rss_kb, unsigned long long private_kb):
     """Between two steps: None to go on. If the zygote kept a snapshot here,
     this returns (later, in a child forked from it) the job that child runs."""
     cdef sbx_request job
-    cdef char *code = sbx_child_step_done(&_spare_job.plan, cpu_s, peak_rss_kb, &job)
+    cdef char *code = sbx_child_step_done(&_spare_job.plan, cpu_s, peak_rss_kb, private_kb, &job)
     return _job(code, &job)
 
 
 def finish(int exit_code, unsigned int flags, double cpu_s, long long peak_rss_kb,
-           bytes report):
+           unsigned long long private_kb, bytes report):
     """The program ended. Exits the process unless it is kept as a snapshot;
     then this returns only in a child forked from it, with that child's job."""
     cdef sbx_request job
     cdef char *code = sbx_child_finish(&_spare_job.plan, exit_code, flags, cpu_s, peak_rss_kb,
-                                       report, len(report), &job)
+                                       private_kb, report, len(report), &job)
     return _job(code, &job)
 
 

@@ -30,6 +30,7 @@ DEFAULT_WARMUP = """
 import sympy, numpy
 x, y = sympy.symbols('x y')
 sympy.solve([x + y - 3, x - y - 1], [x, y]); sympy.solve(x**2 - 2, x)
+sympy.solve(x**2 - 3*x - 5, x); sympy.solve(x**2 - 7*x - 8, x); sympy.simplify((x**2 - 16) / (x - 4))
 sympy.simplify(sympy.sin(x)**2 + sympy.cos(x)**2); sympy.factor(x**2 - 1)
 sympy.expand((x + 1)**3); sympy.integrate(x**2, (x, 0, 1)); sympy.diff(sympy.exp(x), x)
 sympy.Rational(3, 4) + sympy.sqrt(8); sympy.nsimplify(0.5); sympy.N(sympy.pi, 20)

@@ -24,9 +24,6 @@ SINGLE_THREAD_ENV = {
     # The same set and dict-of-str orders in every zygote: a program prints
     # the same whichever worker or snapshot runs it.
     "PYTHONHASHSEED": "0",
-    # One heap that glibc backs with huge pages: fork then copies one page-table
-    # entry per 2 MiB instead of per 4 KiB (csrc/memory.h).
-    "PYTHONMALLOC": "malloc",
 }
 HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 
@@ -56,7 +53,8 @@ class Worker:
         path = [package_parent] + self.config["sys_path"]
         self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", BOOT.format(path=path), json.dumps(self.config)],
+            # -s and our own environment rather than -I, which would ignore it.
+            [sys.executable, "-s", "-c", BOOT.format(path=path), json.dumps(self.config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -148,7 +146,9 @@ class Worker:
 
 
 def _zygote_env() -> dict:
-    env = {**os.environ, **SINGLE_THREAD_ENV}
+    """The caller's environment without its PYTHON* settings, plus ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(SINGLE_THREAD_ENV)
     tunables = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t]
     env["GLIBC_TUNABLES"] = ":".join(tunables + [HUGE_PAGE_TUNABLE])
     return env

@@ -1,7 +1,7 @@
 """The zygote: a fresh interpreter that pre-imports the math stack once and
 then forks one isolated child per program (see csrc/supervise.c).
 
-Started by sandbox._worker as ``python -I -c ... CONFIG_JSON`` with the
+Started by sandbox._worker as ``python -s -c ... CONFIG_JSON`` with the
 protocol on its stdin/stdout. Never imported by the caller's process.
 """
 from __future__ import annotations
@@ -72,9 +72,14 @@ def make_ready() -> types.ModuleType:
     return main
 
 
-def _usage() -> tuple[float, int]:
+PAGE_KB = resource.getpagesize() // 1024
+
+
+def _usage() -> tuple[float, int, int]:
+    """CPU seconds, peak RSS (KiB), and the KiB this process made its own since
+    it was forked (one minor fault per page it wrote or first touched)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss, usage.ru_minflt * PAGE_KB
 
 
 def _flush() -> None:
@@ -108,8 +113,9 @@ def _finish(status: int, report: bytes, flags: int = 0):
     """Tell the zygote the program ended; returns only in a child forked from
     this process once it is a snapshot, with that child's job."""
     _flush()
-    cpu, rss = _usage()
-    return _core.finish(status, flags, cpu, rss, report[:4000])
+    if flags & _core.END_CLEAN:
+        gc.freeze()  # children forked from here would copy every page a collection touches
+    return _core.finish(status, flags, *_usage(), report[:4000])
 
 
 class Steps:
@@ -179,8 +185,8 @@ def _run_steps(main, steps: list[bytes], codes: list[types.CodeType]):
         Steps.lines_done += steps[i].count(b"\n") + 1
         if i + 1 < len(codes):
             _flush()
-            cpu, rss = _usage()
-            job = _core.step_done(cpu, rss)
+            gc.freeze()  # as in _finish
+            job = _core.step_done(*_usage())
             if job is not None:
                 return job
     return _finish(0, b"", _core.END_CLEAN)

@@ -1,0 +1,223 @@
+"""Prefix snapshots: programs of steps run from the live state their longest
+prefix left behind, with the same results as from scratch, and without giving
+user code in a snapshot-bearing process any power to fork or reach out."""
+import os
+import random
+import signal
+import sys
+import time
+
+import pytest
+
+from sandbox import Limits, Sandbox, Status
+from tests.test_sandbox_lifecycle import alive, descendants, wait_gone
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench"))
+from workload import make_workload, tree_order  # noqa: E402
+
+LIMITS = Limits(wall_s=2.0, cpu_s=2.0, memory_mb=512)
+
+
+@pytest.fixture(scope="module")
+def snap():
+    with Sandbox(workers=2, limits=LIMITS) as box:
+        assert box.snapshots_active
+        yield box
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    with Sandbox(workers=2, limits=LIMITS, snapshots=False) as box:
+        yield box
+
+
+def same(a, b) -> tuple:
+    return (a.status, a.stdout, a.stderr, a.error) == (b.status, b.stdout, b.stderr, b.error)
+
+
+def test_each_step_runs_once(snap):
+    steps = [f"# Step {i}\nv{i} = {i} * 2\nprint('step', {i}, v{i})" for i in range(4)]
+    results = snap.run_batch([steps[:k] for k in range(1, 5)])
+    assert [r.snapshot_steps for r in results] == [0, 1, 2, 3]
+    assert results[-1].stdout == "".join(f"step {i} {i * 2}\n" for i in range(4))
+    later = snap.run(steps + ["print(v0 + v3)"])
+    assert later.snapshot_steps == 4 and later.stdout.endswith("step 3 6\n6\n")
+
+
+def test_benchmark_workload_same_as_from_scratch(snap, fresh):
+    programs = tree_order(make_workload(n_problems=10, seed=3))
+    limits = Limits(wall_s=1.0, cpu_s=1.0, memory_mb=512)
+    got = snap.run_batch([list(p.steps) for p in programs], limits)
+    want = fresh.run_batch([list(p.steps) for p in programs], limits)
+    assert sum(r.snapshot_steps for r in got) > sum(len(p.steps) for p in programs) // 2
+    for p, a, b in zip(programs, got, want):
+        if b.status is Status.TIMEOUT:
+            assert a.status is Status.TIMEOUT
+        else:
+            assert same(a, b), (p.steps, a, b)
+
+
+def random_step(rng: random.Random, depth: int) -> str:
+    """One step of a reasoning path: state, output on both streams, failures."""
+    n = rng.randint(2, 9)
+    return rng.choice([
+        f"v{depth} = {n} * {rng.randint(1, 9)}\nprint('v{depth} =', v{depth})",
+        f"from fractions import Fraction\nf{depth} = Fraction({n}, {n + 1}) + Fraction(1, {n})\nprint(f{depth})",
+        f"import sympy as sp\nx = sp.Symbol('x')\nprint(sp.solve(x**2 - {n * n}, x))",
+        f"total = 0\nfor i in range({n * 100}):\n    total += i % {n}\nprint(total)",
+        f"import sys\nprint('note {depth}', file=sys.stderr)\nseen = {{'a{depth}', 'b', 'c{n}'}}\nprint(seen)",
+        f"import random\nrandom.seed({n})\nprint(random.random())",
+        f"def helper{depth}(k):\n    return 10 // (k - {n})\nprint(helper{depth}({n + 1}))",
+        f"print(helper{depth - 1}({n}) if 'helper{depth - 1}' in dir() else 'no helper')",
+        f'"""A docstring-like string."""\nprint(__doc__)',
+        f"import warnings\nwarnings.warn('careful {n}')\nprint('warned')",
+        f"items = [1, 2, 3]\nprint(items[{n}])",  # IndexError
+        "raise SystemExit(3)" if n == 2 else "import sys; sys.exit(0)" if n == 3 else "print('plain')",
+        f"for i in range({n}):" if n % 4 == 0 else f"print({n})",  # may not parse alone
+        f"    print('in the loop', i)" if n % 3 == 0 else f"print('top', {n})",
+        f"y{depth} = (" if n == 9 else f"print({depth})",  # a syntax error
+    ])
+
+
+def random_tree(rng: random.Random, depth: int = 5, width: int = 3) -> list[list[list[str]]]:
+    """Programs of a search tree, level by level: every node's children together."""
+    levels, frontier = [], [[]]
+    for d in range(depth):
+        level = [path + [random_step(rng, d)] for path in frontier for _ in range(width)]
+        levels.append(level)
+        frontier = rng.sample(level, min(3, len(level)))
+    return levels
+
+
+def test_random_step_paths_same_as_from_scratch(snap, fresh):
+    rng = random.Random(11)
+    resumed = total = 0
+    for _ in range(4):
+        for level in random_tree(rng):
+            got, want = snap.run_batch(level), fresh.run_batch(level)
+            for program, a, b in zip(level, got, want):
+                assert same(a, b), (program, a, b)
+                resumed += a.snapshot_steps
+                total += len(program)
+    assert resumed > total // 3
+
+
+def test_steps_that_only_parse_together(snap):
+    assert snap.run(["for i in range(2):", "    print(i)"]).stdout == "0\n1\n"
+    snap.run(["x = 1"])
+    r = snap.run(["x = 1", "if x:", "    print('yes')"])  # rerun from scratch, whole
+    assert (r.status, r.stdout, r.snapshot_steps) == (Status.OK, "yes\n", 0)
+    snap.run(["print('a')"])
+    r = snap.run(["print('a')", "y = ("])  # from scratch, nothing runs
+    assert (r.status, r.stdout) == (Status.ERROR, "") and "SyntaxError" in r.error
+
+
+def test_time_limits_count_the_prefix(snap):
+    limits = Limits(wall_s=1.0, cpu_s=5.0)
+    first = ["import time\ntime.sleep(0.6)"]
+    assert snap.run(first, limits).ok
+    r = snap.run(first + ["time.sleep(0.6)"], limits)
+    assert r.snapshot_steps == 1 and r.status is Status.TIMEOUT
+
+
+def test_siblings_share_nothing(snap):
+    base = ["state = [1]\nprint('base')"]
+    snap.run(base)
+    results = snap.run_batch([base + ["state.append(2)\nprint(state)"], base + ["print(state)"]] * 3)
+    assert all(r.snapshot_steps == 1 for r in results)
+    assert [r.stdout for r in results[:2]] == ["base\n[1, 2]\n", "base\n[1]\n"]
+    assert [r.stdout for r in results] == [results[0].stdout, results[1].stdout] * 3
+
+
+def snapshot_pids(box) -> set[int]:
+    """Live processes of the box that are not spares: snapshots (and programs)."""
+    found = set()
+    for info in box.info:
+        found |= {p for p in descendants(info["pid"]) if alive(p)}
+    return found
+
+
+# Each attack prints in every process it manages to create, and must end in
+# the error that says the kernel refused.
+ATTACKS = {
+    "fork": ("import os\nos.fork()\nprint('forked')", "PermissionError"),
+    "spawn": ("import subprocess\nsubprocess.run(['echo', 'spawned'])", "PermissionError"),
+    "thread": ("import threading\nthreading.Thread(target=print, args=('thread',)).start()",
+               "RuntimeError: can't start new thread"),
+    # The very clone the zygote lets a snapshot make when it asks for one.
+    "raw clone": ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                  "pid = libc.syscall(56, 0x8000 | 17, 0, 0, 0, 0)\nprint('clone', pid)\n"
+                  "raise OSError(ctypes.get_errno(), 'clone')", "[Errno 1] clone"),
+    "vfork": ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+              "pid = libc.syscall(58)\nprint('vfork', pid)\n"
+              "raise OSError(ctypes.get_errno(), 'vfork')", "[Errno 1] vfork"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_no_process_creation_from_a_snapshot(snap, attack):
+    code, refused = ATTACKS[attack]
+    base = [f"# prefix for {attack}\nready = True"]
+    snap.run(base)
+    r = snap.run(base + [code])
+    assert r.snapshot_steps == 1
+    assert r.status is Status.ERROR and refused in r.error, r
+    assert r.stdout in ("", "clone -1\n", "vfork -1\n")  # printed once, by the program itself
+
+
+def test_cannot_signal_or_read_the_zygote_or_other_snapshots(snap):
+    steps = [f"p{i} = {i}" for i in range(3)]
+    snap.run_batch([steps[:k] for k in range(1, 4)])
+    others = sorted(snapshot_pids(snap))
+    zygotes = [info["pid"] for info in snap.info]
+    code = ("import os, signal\nout = []\n"
+            f"for pid in {others + zygotes}:\n"
+            "    try:\n        os.kill(pid, signal.SIGKILL); out.append('killed')\n"
+            "    except PermissionError:\n        out.append('denied')\n"
+            "    for name in ('mem', 'environ', 'maps'):\n"
+            "        try:\n            open(f'/proc/{pid}/{name}', 'rb').read(1); out.append('read')\n"
+            "        except OSError:\n            out.append('denied')\n"
+            "print(set(out))")
+    r = snap.run(steps + [code])
+    assert r.snapshot_steps == 3
+    assert r.stdout == "{'denied'}\n", r
+    assert all(alive(p) for p in others + zygotes)
+    r = snap.run(steps + ["import ctypes\nctypes.CDLL(None).syscall(310, %d, 0, 0, 0, 0, 0)" % others[0]])
+    assert r.status is Status.KILLED  # process_vm_readv
+
+
+def test_a_snapshot_that_dies_is_replaced():
+    with Sandbox(workers=1, limits=LIMITS) as box:
+        steps = ["a = 1\nprint(a)", "b = a + 1\nprint(b)", "print(a + b)"]
+        box.run_batch([steps[:1], steps[:2]])
+        for pid in snapshot_pids(box):
+            os.kill(pid, signal.SIGKILL)  # snapshots and spares alike
+        time.sleep(0.2)
+        r = box.run(steps)
+        assert (r.status, r.stdout) == (Status.OK, "1\n2\n3\n")
+
+
+def test_eviction_under_small_caps_leaves_nothing_behind():
+    paths = [[f"x{j} = {j}\nprint({i})" for j in range(6)] for i in range(4)]
+    with Sandbox(workers=1, limits=LIMITS, max_snapshots=3) as box:
+        zygote = box.info[0]["pid"]
+        for path in paths:
+            results = box.run_batch([path[:k] for k in range(1, 7)])
+            assert all(r.ok for r in results)
+            assert box.snapshot_stats()["live"] <= 3
+        time.sleep(0.3)
+        assert len([p for p in descendants(zygote) if alive(p)]) <= 2 + 3  # spares + snapshots
+    with Sandbox(workers=1, limits=LIMITS, snapshot_memory_mb=1) as box:
+        zygote = box.info[0]["pid"]
+        for path in paths:
+            box.run_batch([path[:k] for k in range(1, 7)])
+            assert box.snapshot_stats()["live"] <= 1  # the newest stays, alone over the cap
+        left = descendants(zygote)
+    assert wait_gone(left | {zygote})
+
+
+def test_snapshots_can_be_turned_off(fresh):
+    assert not fresh.snapshots_active
+    r = fresh.run(["x = 2", "print(x * 3)"])
+    assert (r.stdout, r.snapshot_steps) == ("6\n", 0)
+    assert fresh.snapshot_stats()["live"] == 0
