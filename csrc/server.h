@@ -112,6 +112,8 @@ void sbx_snapshot_pid(struct server *s, struct child *c, const struct sbx_mark *
 void sbx_snapshot_listener(struct server *s, struct child *c);
 /* A running child answered on a clean end: keep it as a snapshot? true if kept. */
 bool sbx_snapshot_keep(struct server *s, struct child *c);
+/* A child is gone (or no longer running): undo what snapshots and forks in
+ * flight expected of it; a dead snapshot's pending job is queued again. */
 void sbx_snapshot_gone(struct server *s, struct child *c);
 void sbx_snapshot_handle_notification(struct server *s, int listener);
 void sbx_snapshot_stats(const struct server *s, uint32_t *count, double *mb);

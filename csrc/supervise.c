@@ -687,7 +687,7 @@ static int finish_done(struct server *s, double now)
                 s->n_running--;
         }
         if (c->role == ROLE_RUNNING)
-            sbx_snapshot_gone(s, c); /* snapshots it forked off are settled now */
+            sbx_snapshot_gone(s, c); /* no snapshot waits on it any more */
         child_free(c);
     }
     s->n_children = kept;
