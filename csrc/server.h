@@ -94,9 +94,9 @@ struct child *sbx_child_new(enum role role);
 void sbx_kill_child(struct child *c, enum kill_reason why);
 void sbx_requeue(struct server *s, struct request *r, bool scratch);
 void sbx_request_free(struct request *r);
-/* Give up on a child (kill it, or drop it if it was never forked) and run
- * its request again, from scratch. */
-void sbx_rerun_from_scratch(struct server *s, struct child *c);
+/* Give up on a child (kill it, or drop it if it was never forked) and queue
+ * its request again; `scratch`: no snapshot may take it. */
+void sbx_rerun(struct server *s, struct child *c, bool scratch);
 int sbx_open_pipe(int fds[2], bool read_nonblock);
 void sbx_drain_outputs(struct child *c);
 

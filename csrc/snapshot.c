@@ -290,7 +290,7 @@ static void abandon(struct server *s, struct child *c)
     if (c->source && c->source->snap && c->source->snap->pending == c)
         c->source->snap->pending = NULL;
     c->source = NULL;
-    sbx_rerun_from_scratch(s, c);
+    sbx_rerun(s, c, true);
 }
 
 void sbx_snapshot_step_done(struct server *s, struct child *c, const struct sbx_mark *m)
@@ -431,12 +431,7 @@ void sbx_snapshot_gone(struct server *s, struct child *c)
         struct child *p = c->snap->pending; /* its job goes elsewhere */
         c->snap->pending = NULL;
         p->source = NULL;
-        if (p->req)
-            sbx_requeue(s, p->req, false);
-        p->req = NULL;
-        p->answered = p->dropped = true;
-        if (!p->demoted)
-            s->n_running--;
+        sbx_rerun(s, p, false);
     }
     if (c->source && c->source->snap && c->source->snap->pending == c)
         c->source->snap->pending = NULL;

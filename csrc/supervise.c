@@ -629,16 +629,16 @@ static int answer_on_end(struct server *s, struct child *c, double now)
     return rc;
 }
 
-/* A child forked from a snapshot found its steps cannot run one by one: run
- * its request again from scratch. */
-void sbx_rerun_from_scratch(struct server *s, struct child *c)
+/* Used when a child forked from a snapshot finds its steps cannot run one by
+ * one, when its fork failed, and when its snapshot died before forking it. */
+void sbx_rerun(struct server *s, struct child *c, bool scratch)
 {
     if (c->pid > 0)
         kill(c->pid, SIGKILL);
     else
         c->dropped = true; /* never forked: nothing to reap */
     if (c->req)
-        sbx_requeue(s, c->req, true);
+        sbx_requeue(s, c->req, scratch);
     c->req = NULL;
     c->answered = true;
     if (c->role == ROLE_RUNNING && !c->demoted)
@@ -653,7 +653,7 @@ static int finish_done(struct server *s, double now)
         if (c->role == ROLE_RUNNING && c->ended && !c->answered && c->out_fd < 0 &&
             c->err_fd < 0) {
             if (c->end.flags & SBX_END_UNSPLIT)
-                sbx_rerun_from_scratch(s, c);
+                sbx_rerun(s, c, true);
             else if (rc == 0)
                 rc = answer_on_end(s, c, now);
         }
@@ -664,7 +664,7 @@ static int finish_done(struct server *s, double now)
         if (unborn && c->role == ROLE_RUNNING && c->killed != KILL_NONE)
             c->reaped = true;
         else if (unborn && drained)
-            sbx_rerun_from_scratch(s, c);
+            sbx_rerun(s, c, true);
         if (c->reaped && c->role == ROLE_SNAPSHOT)
             sbx_snapshot_gone(s, c);
     }
