@@ -23,7 +23,6 @@ import types
 from sandbox import _core
 from sandbox._protocol import encode_ready
 
-REPORT_FD = 3  # csrc/child.h SBX_CHILD_REPORT_FD
 FILENAME = "<program>"
 
 def _address_space_bytes() -> int:
@@ -113,8 +112,6 @@ def _finish(status: int, report: bytes, flags: int = 0):
     """Tell the zygote the program ended; returns only in a child forked from
     this process once it is a snapshot, with that child's job."""
     _flush()
-    if flags & _core.END_CLEAN:
-        gc.freeze()  # children forked from here would copy every page a collection touches
     return _core.finish(status, flags, *_usage(), report[:4000])
 
 
@@ -185,7 +182,6 @@ def _run_steps(main, steps: list[bytes], codes: list[types.CodeType]):
         Steps.lines_done += steps[i].count(b"\n") + 1
         if i + 1 < len(codes):
             _flush()
-            gc.freeze()  # as in _finish
             job = _core.step_done(*_usage())
             if job is not None:
                 return job

@@ -31,7 +31,7 @@ def fresh():
         yield box
 
 
-def same(a, b) -> tuple:
+def same(a, b) -> bool:
     return (a.status, a.stdout, a.stderr, a.error) == (b.status, b.stdout, b.stderr, b.error)
 
 
