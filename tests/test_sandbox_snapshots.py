@@ -69,12 +69,12 @@ def random_step(rng: random.Random, depth: int) -> str:
         f"import random\nrandom.seed({n})\nprint(random.random())",
         f"def helper{depth}(k):\n    return 10 // (k - {n})\nprint(helper{depth}({n + 1}))",
         f"print(helper{depth - 1}({n}) if 'helper{depth - 1}' in dir() else 'no helper')",
-        f'"""A docstring-like string."""\nprint(__doc__)',
+        '"""A docstring-like string."""\nprint(__doc__)',
         f"import warnings\nwarnings.warn('careful {n}')\nprint('warned')",
         f"items = [1, 2, 3]\nprint(items[{n}])",  # IndexError
         "raise SystemExit(3)" if n == 2 else "import sys; sys.exit(0)" if n == 3 else "print('plain')",
         f"for i in range({n}):" if n % 4 == 0 else f"print({n})",  # may not parse alone
-        f"    print('in the loop', i)" if n % 3 == 0 else f"print('top', {n})",
+        "    print('in the loop', i)" if n % 3 == 0 else f"print('top', {n})",
         f"y{depth} = (" if n == 9 else f"print({depth})",  # a syntax error
     ])
 
