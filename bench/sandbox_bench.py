@@ -135,20 +135,30 @@ def settle(max_s: float = 10.0) -> None:
             return
 
 
-def run_steps(workers: int, programs: list, call_size: int) -> tuple[float, int, dict]:
+def processes_created() -> int:
+    """Processes the kernel has created since boot (all of the machine's)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("processes "):
+                return int(line.split()[1])
+    return 0
+
+
+def run_steps(workers: int, programs: list, call_size: int) -> tuple[float, int, dict, int]:
     """Programs of steps in calls of `call_size` (all at once if 0) on a fresh
-    Sandbox: programs per second, steps taken from snapshots, and the live
-    snapshots at the end."""
+    Sandbox: programs per second, steps taken from snapshots, the live
+    snapshots at the end, and the processes created meanwhile."""
     sb = Sandbox(workers=workers, limits=Limits(wall_s=TIMEOUT_S, cpu_s=TIMEOUT_S))
     try:
         sb.run_batch(["pass"] * CALL_SIZE)  # first contact
         size = call_size or len(programs)
+        forks = processes_created()
         t = time.perf_counter()
         resumed = 0
         for i in range(0, len(programs), size):
             resumed += sum(r.snapshot_steps for r in sb.run_batch(programs[i:i + size]))
         per_s = len(programs) / (time.perf_counter() - t)
-        return per_s, resumed, sb.snapshot_stats()
+        return per_s, resumed, sb.snapshot_stats(), processes_created() - forks
     finally:
         sb.close()
         settle()
@@ -158,8 +168,8 @@ def bench_steps(workers: int, tree: list, n_steps: int) -> dict:
     """The step form: each program as its steps, in tree order (level by level,
     a node's children together), from prefix snapshots."""
     programs = [list(p.steps) for p in tree]
-    plain_per_s, plain_resumed, plain_stats = run_steps(workers, programs, 0)
-    calls_per_s, calls_resumed, calls_stats = run_steps(workers, programs, CALL_SIZE)
+    plain_per_s, plain_resumed, plain_stats, plain_forks = run_steps(workers, programs, 0)
+    calls_per_s, calls_resumed, calls_stats, calls_forks = run_steps(workers, programs, CALL_SIZE)
     return {
         "plain_per_s": plain_per_s,
         "calls_per_s": calls_per_s,
@@ -168,6 +178,8 @@ def bench_steps(workers: int, tree: list, n_steps: int) -> dict:
         "calls_from_snapshot": calls_resumed / n_steps,
         "plain_snapshots": plain_stats,
         "calls_snapshots": calls_stats,
+        "plain_forks_per_program": plain_forks / len(programs),
+        "calls_forks_per_program": calls_forks / len(programs),
     }
 
 
@@ -230,16 +242,18 @@ def print_table(report: dict) -> None:
     print(f"\nstep form ({report['workload']['step_form_programs']} programs of "
           f"{report['workload']['step_form_steps']} steps in tree order; snapshots on):")
     print("\n| executor | workers | plain prog/s | calls of 12 prog/s | steps from a snapshot "
-          "(plain / calls) | live snapshots at the end (plain / calls) |")
-    print("|---|---|---|---|---|---|")
+          "(plain / calls) | processes forked per program (plain / calls) "
+          "| live snapshots at the end (plain / calls) |")
+    print("|---|---|---|---|---|---|---|")
     for row in report["step_rows"]:
         snap = ""
         if "plain_snapshots" in row:
             p, c = row["plain_snapshots"], row["calls_snapshots"]
             snap = (f"{row['plain_from_snapshot']:.0%} / {row['calls_from_snapshot']:.0%} | "
+                    f"{row['plain_forks_per_program']:.2f} / {row['calls_forks_per_program']:.2f} | "
                     f"{p['live']} ({p['memory_mb']:.0f} MiB) / {c['live']} ({c['memory_mb']:.0f} MiB)")
         else:
-            snap = "— | —"
+            snap = "— | — | —"
         print(f"| {row['executor']} | {row['workers']} | {row['plain_per_s']:.1f} | "
               f"{row['calls_per_s']:.1f} | {snap} |")
     print("\nratios, sandbox / pebble (targets at 2 workers):")

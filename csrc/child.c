@@ -304,8 +304,30 @@ static void settle_forked(const struct sbx_child_plan *plan, enum forked_as as)
         _exit(SBX_EXIT_SETUP);
 }
 
+/* The CPU limit of a process about to run a job from a snapshot: what it
+ * used so far (nothing if just forked, the prefix if it runs in place) plus
+ * the job's share, which the zygote sent as the job's cpu_s. */
+static int limit_cpu(double left)
+{
+    struct rusage ru;
+    struct rlimit rl;
+    if (left <= 0)
+        return 0;
+    if (getrusage(RUSAGE_SELF, &ru) < 0 || getrlimit(RLIMIT_CPU, &rl) < 0)
+        return -errno;
+    double used = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+                  (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+    rlim_t soft = (rlim_t)ceil(used + left);
+    if (soft + 1 < rl.rlim_max)
+        rl.rlim_max = soft + 1;
+    rl.rlim_cur = soft < rl.rlim_max ? soft : rl.rlim_max;
+    return setrlimit(RLIMIT_CPU, &rl) < 0 ? -errno : 0;
+}
+
 /* A snapshot: wait for jobs and fork a child for each; returns in that
- * child with the job's payload. Exits when the zygote closes the job pipe. */
+ * child with the job's payload (or in the snapshot itself, when the zygote
+ * answers the clone with 0: the job runs in place of the snapshot). Exits
+ * when the zygote closes the job pipe. */
 static char *serve_jobs(const struct sbx_child_plan *plan, struct sbx_request *job)
 {
     for (;;) {
@@ -315,6 +337,8 @@ static char *serve_jobs(const struct sbx_child_plan *plan, struct sbx_request *j
         pid_t pid = mediated_fork();
         if (pid == 0) {
             settle_forked(plan, FORKED_FOR_JOB);
+            if (limit_cpu(job->cpu_s) < 0)
+                _exit(SBX_EXIT_SETUP);
             return code;
         }
         free(code); /* refused or forked: the zygote knows which */

@@ -15,6 +15,7 @@
 #include <linux/seccomp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/syscall.h>
@@ -32,7 +33,8 @@ enum rule_kind {
     R_FORK,          /* fork, vfork: notified in SBX_FILTER_NOTIFY */
     R_PDEATHSIG,     /* prctl: only PR_SET_PDEATHSIG(SIGKILL), in SBX_FILTER_NOTIFY */
     R_OWN_GROUP,     /* setpgid: only (0, 0), in SBX_FILTER_NOTIFY */
-    R_PRLIMIT_GET,   /* prlimit64: only reading (new limit == NULL) */
+    R_PRLIMIT_GET,   /* prlimit64: only reading (new limit == NULL); in
+                      * SBX_FILTER_NOTIFY also its own CPU limit (see below) */
 };
 
 struct rule {
@@ -170,8 +172,17 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r, enum sbx_filter v
         return notify ? seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A0(SCMP_CMP_EQ, 0),
                                          SCMP_A1(SCMP_CMP_EQ, 0))
                       : 0;
-    case R_PRLIMIT_GET:
-        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A2(SCMP_CMP_EQ, 0));
+    case R_PRLIMIT_GET: {
+        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A2(SCMP_CMP_EQ, 0));
+        /* A process forked from a snapshot sets its own CPU limit to what its
+         * program has left (the zygote may lack the capability to). Without
+         * CAP_SYS_RESOURCE a hard limit only goes down, and moving the soft
+         * one up to it is no more than ignoring SIGXCPU already gives. */
+        if (rc == 0 && notify)
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 2, SCMP_A0(SCMP_CMP_EQ, 0),
+                                  SCMP_A1(SCMP_CMP_EQ, RLIMIT_CPU));
+        return rc;
+    }
     }
     return -EINVAL;
 }

@@ -10,6 +10,10 @@
 
 /* Request flags. */
 #define SBX_FLAG_ALLOW_THREADS 1u
+/* A program of steps that is the last its caller has for its prefix (all but
+ * its last step): it may run in that prefix's snapshot itself instead of a
+ * fork of it, and the snapshot is gone afterwards. Not part of the limits. */
+#define SBX_FLAG_RELEASE_PREFIX 2u
 
 /* Outcome classes; the numbering is mirrored by sandbox.Status. */
 enum sbx_status {

@@ -39,6 +39,7 @@ struct snapshot {
     uint64_t private_bytes; /* estimated from the pages its prefix wrote */
     uint64_t last_used;
     struct child *pending; /* a job sent to it, whose clone is not seen yet */
+    bool released;         /* that job runs in this process: no longer a snapshot */
 };
 
 struct child {
@@ -56,6 +57,8 @@ struct child {
     bool ended;    /* its end mark arrived */
     bool evicted;
     bool notified; /* its process creation is notified to this zygote */
+    bool in_place; /* runs in the process of the snapshot it came from */
+    double base_cpu; /* CPU seconds that process had used before this program */
     struct sbx_mark end;
     enum kill_reason killed;
     int wstatus;

@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/seccomp.h>
 
@@ -49,7 +50,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 static struct key_limits limits_of(const struct request *r)
 {
     return (struct key_limits){r->hdr.cpu_s, r->hdr.memory_bytes, r->hdr.output_bytes,
-                               r->hdr.flags};
+                               r->hdr.flags & ~SBX_FLAG_RELEASE_PREFIX};
 }
 
 bool sbx_snapshots_on(const struct server *s)
@@ -86,7 +87,8 @@ static struct snapshot *snapshot_new(const struct request *r, uint32_t steps, si
 
 static bool is_snapshot(const struct child *c)
 {
-    return c->role == ROLE_SNAPSHOT && c->snap && !c->evicted && !c->reaped && !c->dropped;
+    return c->role == ROLE_SNAPSHOT && c->snap && !c->snap->released && !c->evicted &&
+           !c->reaped && !c->dropped;
 }
 
 static bool usable(const struct child *c)
@@ -254,10 +256,17 @@ int sbx_snapshot_start(struct server *s, struct child *src, struct request *r, u
         return -ENOMEM;
     c->out.limit = c->err.limit = r->hdr.output_bytes;
     c->from_step = c->steps_done = k;
+    /* The last program its caller has for this prefix runs in the snapshot
+     * itself: no fork, and no copy of the pages the prefix already wrote. */
+    c->in_place = (r->hdr.flags & SBX_FLAG_RELEASE_PREFIX) && k + 1 == r->hdr.n_steps;
     c->prefix_wall = src->snap->wall_s;
     c->prefix_cpu = src->snap->cpu_s;
     size_t off = r->step_end[k - 1];
     struct sbx_request job = r->hdr;
+    /* The CPU limit holds for the whole program: the job gets what the
+     * prefix left (the process sets its own limit, see child.c). */
+    double cpu_left = r->hdr.cpu_s - c->prefix_cpu;
+    job.cpu_s = r->hdr.cpu_s > 0 ? (cpu_left > 0.01 ? cpu_left : 0.01) : 0;
     job.code_len = (uint32_t)(r->hdr.code_len - off);
     job.n_steps = r->hdr.n_steps - k;
     job.first_step = k;
@@ -280,6 +289,7 @@ int sbx_snapshot_start(struct server *s, struct child *src, struct request *r, u
     double left = r->hdr.wall_s - c->prefix_wall;
     c->deadline = r->hdr.wall_s > 0 ? now + (left > 0.01 ? left : 0.01) : 0;
     src->snap->pending = c;
+    src->snap->released = c->in_place;
     src->snap->last_used = ++s->clock;
     return 0;
 }
@@ -287,8 +297,10 @@ int sbx_snapshot_start(struct server *s, struct child *src, struct request *r, u
 /* Give up on a record whose process will not come (or not be used). */
 static void abandon(struct server *s, struct child *c)
 {
-    if (c->source && c->source->snap && c->source->snap->pending == c)
+    if (c->source && c->source->snap && c->source->snap->pending == c) {
         c->source->snap->pending = NULL;
+        c->source->snap->released = false;
+    }
     c->source = NULL;
     sbx_rerun(s, c, true);
 }
@@ -357,17 +369,8 @@ void sbx_snapshot_pid(struct server *s, struct child *c, const struct sbx_mark *
         kill(c->pid, SIGKILL);
         return;
     }
-    if (c->role == ROLE_SNAPSHOT) {
+    if (c->role == ROLE_SNAPSHOT)
         go_live(s, c);
-        return;
-    }
-    /* The CPU limit holds for the whole program: the prefix's CPU counts. */
-    double cpu = c->req ? c->req->hdr.cpu_s - c->prefix_cpu : 0;
-    if (c->req && c->req->hdr.cpu_s > 0) {
-        rlim_t soft = (rlim_t)ceil(cpu > 0.01 ? cpu : 0.01);
-        struct rlimit rl = {.rlim_cur = soft, .rlim_max = soft + 1};
-        (void)prlimit(c->pid, RLIMIT_CPU, &rl, NULL);
-    }
 }
 
 void sbx_snapshot_listener(struct server *s, struct child *c)
@@ -433,8 +436,10 @@ void sbx_snapshot_gone(struct server *s, struct child *c)
         p->source = NULL;
         sbx_rerun(s, p, false);
     }
-    if (c->source && c->source->snap && c->source->snap->pending == c)
+    if (c->source && c->source->snap && c->source->snap->pending == c) {
         c->source->snap->pending = NULL;
+        c->source->snap->released = false;
+    }
     c->source = NULL;
     if (c->asked_fork && c->asked_fork->pid == 0)
         c->asked_fork->dropped = true;
@@ -457,6 +462,32 @@ static int give_fds(int listener, uint64_t id, struct child *target)
         if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add) < 0)
             return -errno;
     }
+    return 0;
+}
+
+static double process_cpu(pid_t pid)
+{
+    clockid_t clock;
+    struct timespec ts;
+    if (clock_getcpuclockid(pid, &clock) != 0 || clock_gettime(clock, &ts) < 0)
+        return -1;
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Snapshot `src` is about to run `c` itself (it waits in its clone): the
+ * snapshot's record is retired, the process is c's from now on, and what it
+ * used so far is not c's. */
+static int take_over(struct child *src, struct child *c)
+{
+    double used = process_cpu(src->pid);
+    if (used < 0)
+        return -errno;
+    c->base_cpu = used;
+    c->pid = src->pid; /* its pid mark only confirms it */
+    c->pidfd = src->pidfd;
+    src->pid = 0;
+    src->pidfd = -1;
+    src->dropped = true;
     return 0;
 }
 
@@ -486,9 +517,14 @@ void sbx_snapshot_handle_notification(struct server *s, int listener)
         else
             asker->asked_fork = NULL;
         target->source = NULL;
-        if (give_fds(listener, n->id, target) == 0) {
+        /* In place, the clone does not happen: it returns 0, and the
+         * snapshot goes on as the process that runs the job. */
+        if (give_fds(listener, n->id, target) == 0 &&
+            (!target->in_place || take_over(asker, target) == 0)) {
             resp->error = 0;
-            resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+            resp->flags = target->in_place ? 0 : SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        } else if (asker->snap) {
+            asker->snap->released = false; /* still a snapshot */
         }
         for (int i = 0; i < 4; i++)
             if (target->given[i] >= 0) {

@@ -208,7 +208,7 @@ static enum sbx_status classify(struct child *c, char *line, size_t line_size,
                                 const char **error, size_t *error_len)
 {
     const struct sbx_buf *rep = c->ended ? &c->report : &c->rep;
-    double cpu = rusage_cpu(&c->ru);
+    double cpu = rusage_cpu(&c->ru) - c->base_cpu;
     if (!c->reaped) {
         c->wstatus = (c->end.exit_code & 0xff) << 8; /* as if it exited */
         cpu = c->end.cpu_s;
@@ -279,7 +279,7 @@ static int send_result(struct server *s, struct child *c, double now)
         .status = status,
         .id = c->req->hdr.id,
         .wall_s = now - c->started,
-        .cpu_s = by_mark ? c->end.cpu_s : rusage_cpu(&c->ru),
+        .cpu_s = by_mark ? c->end.cpu_s : rusage_cpu(&c->ru) - c->base_cpu,
         .peak_rss_mb = (double)(by_mark ? c->end.peak_rss_kb : c->ru.ru_maxrss) / 1024.0,
         .exit_code = WIFEXITED(c->wstatus) ? WEXITSTATUS(c->wstatus) : -1,
         .term_signal = WIFSIGNALED(c->wstatus) ? WTERMSIG(c->wstatus) : 0,

@@ -8,6 +8,7 @@ from sandbox._types import Limits, Result, Status
 
 REQUEST_MAGIC = 0x53425831
 ALLOW_THREADS = 1
+RELEASE_PREFIX = 2
 FRAME_RESULT = 1
 FRAME_DEMOTED = 2
 
@@ -28,8 +29,10 @@ def encode_steps(steps: list[bytes]) -> bytes:
     return b"".join(STEP_LENGTH.pack(len(step)) + step for step in steps)
 
 
-def encode_request(request_id: int, code: bytes, limits: Limits, n_steps: int = 0) -> bytes:
-    """`code` is one program's source, or (n_steps > 0) encode_steps' payload."""
+def encode_request(request_id: int, code: bytes, limits: Limits, n_steps: int = 0,
+                   release_prefix: bool = False) -> bytes:
+    """`code` is one program's source, or (n_steps > 0) encode_steps' payload;
+    `release_prefix`: see SBX_FLAG_RELEASE_PREFIX in csrc/protocol.h."""
     header = REQUEST.pack(
         REQUEST_MAGIC,
         len(code),
@@ -38,7 +41,7 @@ def encode_request(request_id: int, code: bytes, limits: Limits, n_steps: int = 
         float(limits.cpu_s),
         int(limits.memory_mb) * 1024 * 1024,
         int(limits.output_bytes),
-        ALLOW_THREADS if limits.allow_threads else 0,
+        (ALLOW_THREADS if limits.allow_threads else 0) | (RELEASE_PREFIX if release_prefix else 0),
         n_steps,
         0,
     )

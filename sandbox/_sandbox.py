@@ -54,6 +54,7 @@ class _Job:
     code: bytes
     steps: tuple[str, ...] | None  # None: sent as one source
     parent: int | None = None  # the batch's program whose steps are the longest prefix of ours
+    release: bool = False  # the last of the batch to run from its prefix's snapshot
 
 
 class Sandbox:
@@ -130,11 +131,13 @@ class Sandbox:
             raise
 
     # -- public API ------------------------------------------------------
-    def run(self, program: Program, limits: Limits | None = None) -> Result:
+    def run(self, program: Program, limits: Limits | None = None,
+            release_prefixes: bool = True) -> Result:
         """Run one program; see `run_batch`."""
-        return self.run_batch([program], limits)[0]
+        return self.run_batch([program], limits, release_prefixes)[0]
 
-    def run_batch(self, programs: Sequence[Program], limits: Limits | None = None) -> list[Result]:
+    def run_batch(self, programs: Sequence[Program], limits: Limits | None = None,
+                  release_prefixes: bool = True) -> list[Result]:
         """Run every program, each in an isolated child; results in input order.
 
         A program is source text or the sequence of its steps' source texts.
@@ -143,6 +146,12 @@ class Sandbox:
         prefix left behind: within a batch, a program waits for the one whose
         steps are its longest prefix. Bad input gives a `sandbox_error`
         result, never an exception.
+
+        With `release_prefixes`, the last program of the batch that extends a
+        prefix by one step runs in that prefix's snapshot itself rather than a
+        fork of it, and the prefix is not kept: a tree search does not come
+        back to a node once its children ran. Pass False to keep every prefix
+        for later calls.
         """
         limits = limits or self.limits
         results: list[Result | None] = [None] * len(programs)
@@ -153,7 +162,7 @@ class Sandbox:
                 results[i] = job
             else:
                 jobs.append(job)
-        _link_prefixes(jobs)
+        _link_prefixes(jobs, release_prefixes)
         with self._lock:
             if not self._finalizer.alive:
                 raise RuntimeError("Sandbox is closed")
@@ -257,7 +266,7 @@ class Sandbox:
                         continue
                     request_id = next(self._ids)
                     frame = encode_request(request_id, job.code, limits,
-                                           len(job.steps) if job.steps else 0)
+                                           len(job.steps) if job.steps else 0, job.release)
                     try:
                         w.send(request_id, job.index, frame)
                     except (BrokenPipeError, OSError):
@@ -304,20 +313,30 @@ class Sandbox:
             raise RuntimeError(f"sandbox: could not restart a zygote: {exc}") from exc
 
 
-def _link_prefixes(jobs: list[_Job]) -> None:
+def _link_prefixes(jobs: list[_Job], release: bool) -> None:
     """Point each program of steps at the batch's program whose steps are its
-    longest proper prefix: it runs after that one, from its snapshot."""
+    longest proper prefix: it runs after that one, from its snapshot. With
+    `release`, mark the last program (in the order they are sent) to run from
+    each prefix, when it extends that prefix by one step."""
     by_steps: dict[tuple[str, ...], int] = {}
     for job in jobs:
         if job.steps:
             by_steps.setdefault(job.steps, job.index)
+    last_from: dict[tuple[str, ...], _Job] = {}
     for job in jobs:
-        if job.steps:
-            for k in range(len(job.steps) - 1, 0, -1):
-                parent = by_steps.get(job.steps[:k])
-                if parent is not None:
-                    job.parent = parent
-                    break
+        if not job.steps or len(job.steps) < 2:
+            continue
+        source = job.steps[:-1]  # a prefix from an earlier batch, as a tree search has
+        for k in range(len(job.steps) - 1, 0, -1):
+            parent = by_steps.get(job.steps[:k])
+            if parent is not None:
+                job.parent = parent
+                source = job.steps[:k]
+                break
+        last_from[source] = job
+    if release:
+        for source, job in last_from.items():
+            job.release = len(job.steps) == len(source) + 1
 
 
 def _stop_all(workers: list[Worker]) -> None:

@@ -120,6 +120,44 @@ def test_time_limits_count_the_prefix(snap):
     assert r.snapshot_steps == 1 and r.status is Status.TIMEOUT
 
 
+BURN = ("import time\nt = time.process_time()\n"
+        "while time.process_time() - t < {}:\n    pass")
+
+
+def test_cpu_limit_counts_the_prefix(snap):
+    """The prefix's CPU time counts toward the whole program's limit, both in
+    a child forked from the snapshot and in the snapshot itself (the last
+    program of a batch to need it). RLIMIT_CPU rounds up to whole seconds, so
+    a program may get up to a second more, never the whole limit again."""
+    limits = Limits(wall_s=30.0, cpu_s=2.0)
+    prefix = ["import os\npid = os.getpid()\n" + BURN.format(1.3)]
+    light = "print(os.getpid() == pid)"
+    heavy = "print(os.getpid() == pid, flush=True)\n" + BURN.format(1.9)
+    for order in ((heavy, light), (light, heavy)):
+        assert snap.run(prefix, limits).ok
+        forked, in_place = snap.run_batch([prefix + [order[0]], prefix + [order[1]]], limits)
+        assert forked.snapshot_steps == in_place.snapshot_steps == 1
+        assert forked.stdout == "False\n" and in_place.stdout == "True\n"
+        for r, step in ((forked, order[0]), (in_place, order[1])):
+            if step is heavy:
+                assert (r.status, r.error) == (Status.TIMEOUT, "CPU-time limit exceeded"), r
+            else:
+                assert r.ok and r.cpu_s < 0.5, r  # the prefix's CPU is not the step's
+
+
+def test_the_last_program_of_a_prefix_runs_in_its_process(snap):
+    base = ["import os\npid = os.getpid()"]
+    children = [base + [f"print({i}, os.getpid() == pid)"] for i in range(3)]
+    snap.run(base)
+    results = snap.run_batch(children)
+    assert [r.stdout for r in results] == ["0 False\n", "1 False\n", "2 True\n"]
+    assert snap.run(base + ["print(3)"]).snapshot_steps == 0  # the prefix is gone
+    snap.run(base)
+    results = snap.run_batch(children, release_prefixes=False)
+    assert [r.stdout for r in results] == ["0 False\n", "1 False\n", "2 False\n"]
+    assert snap.run(base + ["print(3)"], release_prefixes=False).snapshot_steps == 1
+
+
 def test_siblings_share_nothing(snap):
     base = ["state = [1]\nprint('base')"]
     snap.run(base)
@@ -154,20 +192,22 @@ ATTACKS = {
 }
 
 
+@pytest.mark.parametrize("release", [False, True], ids=["forked", "in place"])
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
-def test_no_process_creation_from_a_snapshot(snap, attack):
+def test_no_process_creation_from_a_snapshot(snap, attack, release):
     code, refused = ATTACKS[attack]
     base = [f"# prefix for {attack}\nready = True"]
     snap.run(base)
-    r = snap.run(base + [code])
+    r = snap.run(base + [code], release_prefixes=release)
     assert r.snapshot_steps == 1
     assert r.status is Status.ERROR and refused in r.error, r
     assert r.stdout in ("", "clone -1\n", "vfork -1\n")  # printed once, by the program itself
 
 
-def test_cannot_signal_or_read_the_zygote_or_other_snapshots(snap):
+@pytest.mark.parametrize("release", [False, True], ids=["forked", "in place"])
+def test_cannot_signal_or_read_the_zygote_or_other_snapshots(snap, release):
     steps = [f"p{i} = {i}" for i in range(3)]
-    snap.run_batch([steps[:k] for k in range(1, 4)])
+    snap.run_batch([steps[:k] for k in range(1, 4)], release_prefixes=False)
     others = sorted(snapshot_pids(snap))
     zygotes = [info["pid"] for info in snap.info]
     code = ("import os, signal\nout = []\n"
@@ -178,12 +218,37 @@ def test_cannot_signal_or_read_the_zygote_or_other_snapshots(snap):
             "        try:\n            open(f'/proc/{pid}/{name}', 'rb').read(1); out.append('read')\n"
             "        except OSError:\n            out.append('denied')\n"
             "print(set(out))")
-    r = snap.run(steps + [code])
+    r = snap.run(steps + [code], release_prefixes=release)
     assert r.snapshot_steps == 3
     assert r.stdout == "{'denied'}\n", r
-    assert all(alive(p) for p in others + zygotes)
-    r = snap.run(steps + ["import ctypes\nctypes.CDLL(None).syscall(310, %d, 0, 0, 0, 0, 0)" % others[0]])
+    others = [p for p in others if alive(p)]  # in place, one of them ran the program
+    assert len(others) >= 2 and all(alive(p) for p in zygotes)
+    r = snap.run(steps[:2] + ["import ctypes\nctypes.CDLL(None).syscall(310, %d, 0, 0, 0, 0, 0)" % others[0]],
+                 release_prefixes=release)
     assert r.status is Status.KILLED  # process_vm_readv
+
+
+def test_limits_stay_put_in_a_process_from_a_snapshot(snap):
+    """A process from a snapshot may set its own CPU limit (it does, to what
+    its program has left), but never raise a hard limit, touch another
+    limit, or another process's."""
+    zygote = snap.info[0]["pid"]
+    snap.run(["import resource"])
+    code = ("out = []\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
+            "for what, args in (('cpu hard up', (resource.RLIMIT_CPU, (hard + 5, hard + 5))),\n"
+            "                   ('memory', (resource.RLIMIT_AS, (2**40, 2**40))),\n"
+            "                   ('files', (resource.RLIMIT_NOFILE, (8, 8)))):\n"
+            "    try:\n        resource.setrlimit(*args); out.append(what)\n"
+            "    except (ValueError, OSError):\n        pass\n"
+            "try:\n"
+            f"    resource.prlimit({zygote}, resource.RLIMIT_CPU, (1, 1)); out.append('zygote')\n"
+            "except OSError:\n    pass\n"
+            "resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))  # allowed: its own, within hard\n"
+            "print(out)")
+    for release in (False, True):
+        r = snap.run(["import resource", code], release_prefixes=release)
+        assert (r.status, r.stdout, r.snapshot_steps) == (Status.OK, "[]\n", 1), r
 
 
 def test_a_snapshot_that_dies_is_replaced():
