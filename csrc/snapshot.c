@@ -9,14 +9,12 @@
  * for on the job pipe, handing the child's descriptors over in the same
  * notification. Everything else is answered EPERM. */
 #include <errno.h>
-#include <math.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
