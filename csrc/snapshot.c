@@ -7,7 +7,10 @@
  * seccomp user notification, and the zygote lets through exactly one clone
  * (CLONE_PARENT | SIGCHLD, so the child is the zygote's) per fork it asked
  * for on the job pipe, handing the child's descriptors over in the same
- * notification. Everything else is answered EPERM. */
+ * notification. Everything else is answered EPERM. The last program its
+ * caller has for a prefix runs in the snapshot itself: the zygote hands the
+ * descriptors over the same way but answers the clone with 0 without letting
+ * it through, so the snapshot goes on as that program's process. */
 #include <errno.h>
 #include <seccomp.h>
 #include <signal.h>
