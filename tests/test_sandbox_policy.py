@@ -62,4 +62,10 @@ def test_notify_variant_sends_process_creation_to_the_zygote():
     # prctl only as PR_SET_PDEATHSIG (1) with SIGKILL (9); setpgid only (0, 0)
     assert "$a0.lo32 == 1" in rule("prctl") and "$a1.lo32 == 9" in rule("prctl")
     assert "$a0.lo32 == 0" in rule("setpgid") and "$a1.lo32 == 0" in rule("setpgid")
+    # prlimit64 sets a limit only on itself (pid 0) and only RLIMIT_CPU (0);
+    # the other variants only read limits
+    assert "$a0.lo32 == 0" in rule("prlimit64") and "$a1.lo32 == 0" in rule("prlimit64")
+    plain = _core.policy_dump("plain")
+    plain_prlimit = plain[plain.index('syscall "prlimit64"'):]
+    assert "$a0" not in plain_prlimit.split("# filter for syscall")[0]
     assert not any(a in _core.policy_dump("threads") for a in notify)
