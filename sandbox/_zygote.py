@@ -19,6 +19,7 @@ import sys
 import time
 import traceback
 import types
+import warnings
 
 from sandbox import _core
 from sandbox._protocol import encode_ready
@@ -60,6 +61,7 @@ def make_ready() -> types.ModuleType:
     streams, and one throwaway compile/exec/print, so that the copy-on-write
     faults they cause are paid while the spare waits, not while a caller does."""
     exec(compile("print(end='', file=_sink)", "<ready>", "exec"), {"_sink": io.StringIO()})
+    Steps.start_filters = tuple(warnings.filters)
     main = types.ModuleType("__main__")
     main.__builtins__ = builtins
     sys.modules["__main__"] = main
@@ -134,6 +136,9 @@ class Steps:
     program, so tracebacks read the same as from scratch."""
 
     lines_done = 0  # lines of the steps this process (and its snapshots) ran
+    # The warning filters before the program ran: the joined program is
+    # compiled under them, before any step could change them.
+    start_filters: tuple = ()
 
     @staticmethod
     def split(payload: bytes, n_steps: int) -> list[bytes]:
@@ -147,24 +152,31 @@ class Steps:
     @classmethod
     def compile(cls, steps: list[bytes], first_step: int) -> list[types.CodeType] | None:
         """Each step compiled alone, or None if running them one by one could
-        differ from running the joined program (a step that does not parse
-        alone, a __future__ import)."""
+        differ from running the joined program: a step that does not parse
+        alone, a __future__ import, or a warning at compile time (the joined
+        program prints it before anything runs, or not at all if a later step
+        does not parse)."""
         codes, line = [], cls.lines_done
-        for i, src in enumerate(steps):
-            try:
-                tree = ast.parse(b"\n" * line + src, FILENAME)
-            except (SyntaxError, ValueError):
-                return None
-            body = tree.body
-            if any(isinstance(s, ast.ImportFrom) and s.module == "__future__" for s in body):
-                return None
-            if first_step + i and body and isinstance(body[0], ast.Expr) \
-                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-                # Alone, a leading string would become the module's __doc__.
-                body.insert(0, ast.copy_location(ast.Pass(), body[0]))
-            codes.append(compile(tree, FILENAME, "exec", dont_inherit=True))
-            line += src.count(b"\n") + 1
-        return codes
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.filters[:] = cls.start_filters
+            for i, src in enumerate(steps):
+                try:
+                    tree = ast.parse(b"\n" * line + src, FILENAME)
+                except (SyntaxError, ValueError):
+                    return None
+                body = tree.body
+                if any(isinstance(s, ast.ImportFrom) and s.module == "__future__" for s in body):
+                    return None
+                if first_step + i and body and isinstance(body[0], ast.Expr) \
+                        and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                    # Alone, a leading string would become the module's __doc__.
+                    body.insert(0, ast.copy_location(ast.Pass(), body[0]))
+                try:
+                    codes.append(compile(tree, FILENAME, "exec", dont_inherit=True))
+                except (SyntaxError, ValueError):  # also a warning the filters made an error
+                    return None
+                line += src.count(b"\n") + 1
+        return None if caught else codes
 
 
 def run_job(main: types.ModuleType, job: tuple[bytes, int, int]) -> None:

@@ -112,6 +112,23 @@ def test_steps_that_only_parse_together(snap):
     assert (r.status, r.stdout) == (Status.ERROR, "") and "SyntaxError" in r.error
 
 
+# A joined program prints its compile-time warnings before anything runs, under
+# the warning filters it started with, and none if a later step does not parse.
+WARNING_PATHS = [
+    ["x = 0 if True else 1(2)", "for i in range(2):"],
+    ["import sys\nprint('a', file=sys.stderr)", "y = 0 if True else 1(2)\nprint('b')"],
+    ["import warnings\nwarnings.simplefilter('error')", "y = 0 if True else 1(2)\nprint('b')"],
+]
+
+
+@pytest.mark.parametrize("path", WARNING_PATHS)
+def test_compile_time_warnings_as_from_scratch(snap, fresh, path):
+    snap.run(path[:1])
+    a, b = snap.run(path), fresh.run(path)
+    assert same(a, b), (a, b)
+    assert "SyntaxWarning" in a.stderr or "IndentationError" in a.error
+
+
 def test_time_limits_count_the_prefix(snap):
     limits = Limits(wall_s=1.0, cpu_s=5.0)
     first = ["import time\ntime.sleep(0.6)"]
