@@ -315,9 +315,7 @@ static int limit_cpu(double left)
         return 0;
     if (getrusage(RUSAGE_SELF, &ru) < 0 || getrlimit(RLIMIT_CPU, &rl) < 0)
         return -errno;
-    double used = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
-                  (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
-    rlim_t soft = (rlim_t)ceil(used + left);
+    rlim_t soft = (rlim_t)ceil(sbx_rusage_cpu(&ru) + left);
     if (soft + 1 < rl.rlim_max)
         rl.rlim_max = soft + 1;
     rl.rlim_cur = soft < rl.rlim_max ? soft : rl.rlim_max;

@@ -196,19 +196,13 @@ static const char *signal_name(int sig)
     return d ? d : "?";
 }
 
-static double rusage_cpu(const struct rusage *ru)
-{
-    return (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec * 1e-6 +
-           (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec * 1e-6;
-}
-
 /* The outcome of a finished child, and the error line that goes with it.
  * A child that is not reaped yet is judged by its end mark. */
 static enum sbx_status classify(struct child *c, char *line, size_t line_size,
                                 const char **error, size_t *error_len)
 {
     const struct sbx_buf *rep = c->ended ? &c->report : &c->rep;
-    double cpu = rusage_cpu(&c->ru) - c->base_cpu;
+    double cpu = sbx_rusage_cpu(&c->ru) - c->base_cpu;
     if (!c->reaped) {
         c->wstatus = (c->end.exit_code & 0xff) << 8; /* as if it exited */
         cpu = c->end.cpu_s;
@@ -279,7 +273,7 @@ static int send_result(struct server *s, struct child *c, double now)
         .status = status,
         .id = c->req->hdr.id,
         .wall_s = now - c->started,
-        .cpu_s = by_mark ? c->end.cpu_s : rusage_cpu(&c->ru) - c->base_cpu,
+        .cpu_s = by_mark ? c->end.cpu_s : sbx_rusage_cpu(&c->ru) - c->base_cpu,
         .peak_rss_mb = (double)(by_mark ? c->end.peak_rss_kb : c->ru.ru_maxrss) / 1024.0,
         .exit_code = WIFEXITED(c->wstatus) ? WEXITSTATUS(c->wstatus) : -1,
         .term_signal = WIFSIGNALED(c->wstatus) ? WTERMSIG(c->wstatus) : 0,

@@ -23,6 +23,12 @@ double sbx_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+double sbx_rusage_cpu(const struct rusage *ru)
+{
+    return (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec * 1e-6 +
+           (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec * 1e-6;
+}
+
 int sbx_set_nonblock(int fd, int on)
 {
     int flags = fcntl(fd, F_GETFL);

@@ -1,10 +1,11 @@
 /* Small helpers shared by the sandbox's C units: EINTR retry, scoped fd
- * cleanup, full writes, a monotonic clock. Library code returns 0 or -errno. */
+ * cleanup, full writes, a monotonic clock, CPU seconds of an rusage. Library code returns 0 or -errno. */
 #ifndef SBX_UTIL_H
 #define SBX_UTIL_H
 
 #include <errno.h>
 #include <stddef.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define SBX_RETRY(expr)                                                        \
@@ -29,5 +30,7 @@ int sbx_write_all(int fd, const void *buf, size_t len);
 double sbx_now(void);
 /* Set or clear O_NONBLOCK; 0 or -errno. */
 int sbx_set_nonblock(int fd, int on);
+/* User plus system CPU seconds. */
+double sbx_rusage_cpu(const struct rusage *ru);
 
 #endif

@@ -84,16 +84,18 @@ class JobClock:
 
     @classmethod
     def restart(cls) -> None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        cls.start = usage.ru_utime + usage.ru_stime
+        cls.start = _cpu_seconds(resource.getrusage(resource.RUSAGE_SELF))
+
+
+def _cpu_seconds(usage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 def _usage() -> tuple[float, int, int]:
     """The job's CPU seconds, peak RSS (KiB), and the KiB this process made its
     own since it was forked (one minor fault per page it wrote or first touched)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = usage.ru_utime + usage.ru_stime - JobClock.start
-    return cpu, usage.ru_maxrss, usage.ru_minflt * PAGE_KB
+    return _cpu_seconds(usage) - JobClock.start, usage.ru_maxrss, usage.ru_minflt * PAGE_KB
 
 
 def _flush() -> None:
