@@ -102,6 +102,23 @@ def test_random_step_paths_same_as_from_scratch(snap, fresh):
     assert resumed > total // 3
 
 
+@pytest.mark.slow
+def test_random_trees_under_pressure_same_as_from_scratch(fresh):
+    """A longer random run: whole trees or levels per batch, prefixes released
+    or kept at random, and a snapshot cap small enough to evict all the time."""
+    rng = random.Random(1)
+    with Sandbox(workers=2, limits=LIMITS, max_snapshots=4) as box:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tree = random_tree(rng, depth=6, width=3)
+            batches = tree if rng.random() < 0.5 else [[p for level in tree for p in level]]
+            for batch in batches:
+                got = box.run_batch(batch, release_prefixes=rng.random() < 0.8)
+                for program, a, b in zip(batch, got, fresh.run_batch(batch)):
+                    assert same(a, b), (program, a, b)
+        assert box.snapshot_stats()["live"] <= 4
+
+
 def test_steps_that_only_parse_together(snap):
     assert snap.run(["for i in range(2):", "    print(i)"]).stdout == "0\n1\n"
     snap.run(["x = 1"])
