@@ -572,6 +572,8 @@ static void take_marks(struct server *s, struct child *c)
             sbx_buf_consume(&c->rep, sizeof m + m.len);
             continue;
         }
+        /* A program in place: what its process used before is not its own. */
+        m.cpu_s = m.cpu_s > c->base_cpu ? m.cpu_s - c->base_cpu : 0;
         switch (m.kind) {
         case SBX_MARK_END:
             c->ended = true;

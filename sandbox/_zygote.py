@@ -76,26 +76,11 @@ def make_ready() -> types.ModuleType:
 PAGE_KB = resource.getpagesize() // 1024
 
 
-class JobClock:
-    """Where the running job's CPU time starts: a process that runs a job in
-    place of the snapshot it was has used CPU before."""
-
-    start = 0.0
-
-    @classmethod
-    def restart(cls) -> None:
-        cls.start = _cpu_seconds(resource.getrusage(resource.RUSAGE_SELF))
-
-
-def _cpu_seconds(usage) -> float:
-    return usage.ru_utime + usage.ru_stime
-
-
 def _usage() -> tuple[float, int, int]:
-    """The job's CPU seconds, peak RSS (KiB), and the KiB this process made its
-    own since it was forked (one minor fault per page it wrote or first touched)."""
+    """CPU seconds, peak RSS (KiB), and the KiB this process made its own since
+    it was forked (one minor fault per page it wrote or first touched)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return _cpu_seconds(usage) - JobClock.start, usage.ru_maxrss, usage.ru_minflt * PAGE_KB
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss, usage.ru_minflt * PAGE_KB
 
 
 def _flush() -> None:
@@ -185,7 +170,6 @@ def run_job(main: types.ModuleType, job: tuple[bytes, int, int]) -> None:
     """In a child: run its job, and the jobs of the children forked from it
     when it is kept as a snapshot. Never returns."""
     while True:
-        JobClock.restart()
         payload, n_steps, first_step = job
         if not n_steps:  # one program
             status, report = _exec(main, payload) or (0, b"")
