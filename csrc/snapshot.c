@@ -466,13 +466,18 @@ static int give_fds(int listener, uint64_t id, struct child *target)
     return 0;
 }
 
-static double process_cpu(pid_t pid)
+/* The CPU seconds a live process has used; 0 or -errno. */
+static int process_cpu(pid_t pid, double *seconds)
 {
     clockid_t clock;
     struct timespec ts;
-    if (clock_getcpuclockid(pid, &clock) != 0 || clock_gettime(clock, &ts) < 0)
-        return -1;
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    int rc = clock_getcpuclockid(pid, &clock); /* returns the error, no errno */
+    if (rc != 0)
+        return -rc;
+    if (clock_gettime(clock, &ts) < 0)
+        return -errno;
+    *seconds = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    return 0;
 }
 
 /* Snapshot `src` is about to run `c` itself (it waits in its clone): the
@@ -480,10 +485,9 @@ static double process_cpu(pid_t pid)
  * used so far is not c's. */
 static int take_over(struct child *src, struct child *c)
 {
-    double used = process_cpu(src->pid);
-    if (used < 0)
-        return -errno;
-    c->base_cpu = used;
+    int rc = process_cpu(src->pid, &c->base_cpu);
+    if (rc < 0)
+        return rc;
     c->pid = src->pid; /* its pid mark only confirms it */
     c->pidfd = src->pidfd;
     src->pid = 0;
