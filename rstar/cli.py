@@ -22,11 +22,18 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _config(preset: str, overrides: List[str], policy: Optional[str]):
+def _config(preset: str, overrides: List[str], policy: Optional[str], **direct):
+    """The preset with overrides; a policy folder we trained also sets the
+    prompt style it was trained with (unless expand.prompt_style is given)."""
     from rstar.config import load_config
+    from rstar.prompts import prompt_style_of
 
+    overrides = list(overrides or [])
     try:
-        return load_config(preset, overrides or [], **{"engine.model": policy})
+        style = prompt_style_of(policy) if policy else None
+        if style and not any(o.strip().startswith("expand.prompt_style=") for o in overrides):
+            direct["expand.prompt_style"] = style
+        return load_config(preset, overrides, **{"engine.model": policy}, **direct)
     except ValueError as exc:
         _fail(str(exc))
 
@@ -101,13 +108,15 @@ def evaluate_cmd(
     preset: str = typer.Option("cpu-demo"),
     policy: Optional[str] = typer.Option(None, help="policy model (default: the preset's)"),
     ppm: Optional[str] = typer.Option(None, help="PPM folder (bon, beam, mcts)"),
+    runs: Optional[int] = typer.Option(None, help="mcts: independent MCTS runs per problem (inference.runs)"),
+    top_k: Optional[int] = typer.Option(None, help="mcts: best-valued run answers that vote (inference.top_k)"),
     limit: Optional[int] = typer.Option(None, help="only the first N problems"),
     overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides"),
 ):
     """Solve a benchmark without its answers, then grade with math-verify."""
     from rstar.runs import evaluate
 
-    config = _config(preset, overrides, policy)
+    config = _config(preset, overrides, policy, **{"inference.runs": runs, "inference.top_k": top_k})
     items = _problems(dataset, limit)
     _check_model(config.engine.model)
     started = time.perf_counter()
@@ -126,7 +135,10 @@ def evaluate_cmd(
             metrics = evaluate(items, mode, n, out, config, ppm=ppm, on_batch=on_batch)
         except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
-    table = Table(title=f"{dataset}: {mode}" + (f"@{n}" if mode == "maj" else ""))
+    title = f"{dataset}: {mode}" + (f"@{n}" if mode == "maj" else "")
+    if mode == "mcts":
+        title += f" ({config.inference.runs} runs x {config.mcts.rollouts} rollouts, top-{config.inference.top_k} vote)"
+    table = Table(title=title)
     for col in ("problems", "correct", "accuracy", f"maj@{metrics['n']}", f"pass@{metrics['n']}", "wall s"):
         table.add_column(col)
     table.add_row(str(metrics["problems"]), str(metrics["correct"]), f"{metrics['accuracy']:.1%}",
@@ -139,27 +151,49 @@ def evaluate_cmd(
 def extract(
     kind: str = typer.Argument(..., help="sft (best verified trajectories) or ppm (preference pairs)"),
     trees: Path = typer.Option(..., help="a trees.jsonl written by rstar search"),
-    out: Path = typer.Option(..., help="output JSONL"),
+    out: Path = typer.Option(..., help="output file"),
+    fmt: str = typer.Option("ours", "--format", help="ours (JSON Lines with Q-values and ids) or official "
+                            "(the reference's released format: a JSON array of {query, response} or "
+                            "{prompt, pos, neg, pos_count, neg_count})"),
+    preset: str = typer.Option("cpu-demo", help="the preset whose `extract` section applies"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="extract.key=value overrides"),
 ):
-    """Training data from search trees, as in the paper."""
+    """Training data from search trees, as the reference extracts it."""
     import json
 
-    from rstar.extract import ppm_pairs, sft_records
+    from rstar.extract import PairCounts, ppm_pairs, sft_records
+    from rstar.official import official_text, pairs_to_official, sft_to_official
     from rstar.runs import read_trees, write_atomic
 
     if kind not in ("sft", "ppm"):
         _fail(f"unknown kind {kind!r}: sft or ppm")
+    if fmt not in ("ours", "official"):
+        _fail(f"unknown format {fmt!r}: ours or official")
     if not trees.is_file():
         _fail(f"{trees} does not exist")
+    settings = _config(preset, overrides, None).extract
     try:
         loaded = read_trees(trees)
     except ValueError as exc:
         _fail(str(exc))
-    make = sft_records if kind == "sft" else ppm_pairs
-    records = [r for t in loaded for r in make(t)]
-    write_atomic(out, "".join(json.dumps(r) + "\n" for r in records))  # never a half-written data file
+    counts = PairCounts()
+    if kind == "sft":
+        records = [r for t in loaded for r in sft_records(t, settings)]
+    else:
+        records = [r for t in loaded for r in ppm_pairs(t, settings, counts)]
+    if fmt == "official":
+        text = official_text((sft_to_official if kind == "sft" else pairs_to_official)(records))
+    else:
+        text = "".join(json.dumps(r) + "\n" for r in records)
+    write_atomic(out, text)  # never a half-written data file
     covered = len({r["id"] for r in records})
     console.print(f"{len(records)} {kind} records from {covered} of {len(loaded)} trees -> {out}")
+    if kind == "ppm":
+        console.print("pairs considered / kept / dropped (Q+ <= Q- or continuation, margin, similar): "
+                      f"step {counts['considered']} / {counts['kept']} / {counts['not_better']}, "
+                      f"{counts['small_margin']}, {counts['similar']}; answer {counts['answer_considered']} / "
+                      f"{counts['answer_kept']} / {counts['answer_not_better']}, {counts['answer_small_margin']}, "
+                      f"{counts['answer_similar']}")
 
 
 @app.command()

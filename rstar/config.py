@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from rstar.prompts import PROMPT_STYLES
+from rstar.extract import ExtractConfig
 from rstar.policy_train import PolicyTrainConfig
 from rstar.ppm.train import PPMTrainConfig
 from rstar.search.expand import ExpandConfig
@@ -36,6 +38,26 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class PPMSettings:
+    """How a trained PPM is read during search and evaluation."""
+
+    scale: float = field(default=5.0, metadata={
+        "help": "score = tanh(head output / scale); the reference's 5 keeps scores from saturating"})
+    batch_size: int = field(default=16, metadata={"help": "texts per forward pass"})
+    max_length: int = field(default=2048, metadata={"help": "longer texts keep their last tokens"})
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """`rstar eval --mode mcts`: the paper's inference, several PPM-guided MCTS
+    runs per problem, each keeping its best-valued answer, then a majority
+    vote over the top-K of those answers by value (the reference's eval_maj)."""
+
+    runs: int = field(default=1, metadata={"help": "independent seeded MCTS runs per problem"})
+    top_k: int = field(default=4, metadata={"help": "answers (by PPM value) that vote; the reference's 4"})
+
+
+@dataclass(frozen=True)
 class EvolveSettings:
     """Self-evolution (`rstar evolve`): the rounds, their data and evaluation."""
 
@@ -47,6 +69,15 @@ class EvolveSettings:
     eval_n: int = field(default=8, metadata={"help": "samples for PPM best-of-N vs majority vote"})
     bootstrap: str = field(default="", metadata={"help": "round 1 searches with this model ('': engine.model)"})
     bootstrap_rollouts: int = field(default=0, metadata={"help": "round 1's MCTS rollouts (0: mcts.rollouts)"})
+    bootstrap_errors_threshold: int = field(default=2, metadata={
+        "help": "round 1's expand.errors_threshold (the reference's bootstrap config: 2)"})
+    ppm_search_from: int = field(default=3, metadata={
+        "help": "first round whose search is PPM-augmented (the paper: terminal-guided in rounds 1-2, "
+                "whose PPMs are still noisy; PPM-augmented from round 3)"})
+    eval_guided: str = field(default="mcts", metadata={
+        "help": "PPM-guided held-out evaluation per round beside greedy/majority/best-of-N: mcts "
+                "(inference.runs x mcts.rollouts), beam (width eval_beam_width), or '' for none"})
+    eval_beam_width: int = field(default=8, metadata={"help": "beam width of eval_guided=beam (the reference: 8)"})
     unsolved_rollouts: int = field(default=0, metadata={
         "help": "rollouts for problems no earlier round solved (0: mcts.rollouts)"})
     unsolved_from: int = field(default=2, metadata={"help": "first round that uses unsolved_rollouts"})
@@ -73,6 +104,9 @@ class RunConfig:
     mcts: MCTSConfig = field(default_factory=MCTSConfig)
     policy_train: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
     ppm_train: PPMTrainConfig = field(default_factory=PPMTrainConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    ppm: PPMSettings = field(default_factory=PPMSettings)
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
     batch_problems: int = field(default=8, metadata={"help": "problems whose trees advance together"})
     evolve: EvolveSettings = field(default_factory=EvolveSettings)
 
@@ -81,11 +115,15 @@ class RunConfig:
             raise ValueError(f"engine.kind must be hf or vllm, not {self.engine.kind!r}")
         if self.batch_problems < 1 or self.mcts.rollouts < 1 or self.expand.candidates < 1:
             raise ValueError("batch_problems, mcts.rollouts and expand.candidates must be >= 1")
-        for name, style in (("expand.prompt_style", self.expand.prompt_style),
-                            ("evolve.tuned_prompt_style", self.evolve.tuned_prompt_style)):
-            if style not in ("chat", "plain", "sft"):
-                raise ValueError(f"{name} must be chat, plain or sft, not {style!r}")
+        if self.evolve.tuned_prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"evolve.tuned_prompt_style must be one of {', '.join(PROMPT_STYLES)}")
+        if self.ppm.scale <= 0 or self.inference.runs < 1 or self.inference.top_k < 1:
+            raise ValueError("ppm.scale must be > 0; inference.runs and inference.top_k >= 1")
         ev = self.evolve
+        if ev.eval_guided not in ("", "mcts", "beam") or ev.eval_beam_width < 1:
+            raise ValueError("evolve.eval_guided must be mcts, beam or ''; evolve.eval_beam_width >= 1")
+        if ev.bootstrap_errors_threshold < 1 or ev.ppm_search_from < 1:
+            raise ValueError("evolve.bootstrap_errors_threshold and evolve.ppm_search_from must be >= 1")
         if ev.policy_from not in ("base", "previous") or ev.data not in ("all", "round"):
             raise ValueError("evolve.policy_from must be base or previous; evolve.data all or round")
         if ev.tuned_engine not in ("", "auto", "hf", "vllm"):

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from rstar.config import RunConfig
 from rstar.data import Problem, load_problems
-from rstar.extract import ppm_pairs, sft_records
+from rstar.prompts import prompt_style_of
+from rstar.extract import PairCounts, ppm_pairs, sft_records
 from rstar.runs import KeptEngine, evaluate, read_jsonl, read_trees, search_problems, write_atomic
 from rstar.search.chains import majority
 
@@ -113,21 +114,23 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem],
     policy, ppm, tuned = previous["policy"], previous["ppm"], previous["tuned"]
     searcher = ev.bootstrap if (k == 1 and ev.bootstrap) else policy
     search_cfg = _with_policy(config, searcher, tuned and searcher == policy)
-    if k == 1 and ev.bootstrap_rollouts:  # the paper's round 1 had its own rollout count
+    if k == 1:  # the bootstrap round: its own rollout count and code-error threshold, as the reference
         search_cfg = dataclasses.replace(
-            search_cfg, mcts=dataclasses.replace(search_cfg.mcts, rollouts=ev.bootstrap_rollouts))
+            search_cfg, expand=dataclasses.replace(search_cfg.expand, errors_threshold=ev.bootstrap_errors_threshold),
+            mcts=dataclasses.replace(search_cfg.mcts, rollouts=ev.bootstrap_rollouts or search_cfg.mcts.rollouts))
+    search_ppm = ppm if k >= ev.ppm_search_from else None  # the paper: terminal-guided in rounds 1-2
     solved_before = set().union(*(set(m.get("solved_ids", [])) for m in history[1:]))
     more = ev.unsolved_rollouts if k >= ev.unsolved_from else 0
     rollouts = {p.id: more for p in pool if p.id not in solved_before} if more else {}
-    _claim_round(folder, {"round": k, "search_model": searcher, "ppm": ppm,
+    _claim_round(folder, {"round": k, "search_model": searcher, "ppm": search_ppm,
                           "unsolved_rollouts": more, "search": search_cfg.to_dict()})
     seconds = _Seconds(folder / "seconds.json")
 
     with seconds.phase("search"):
         log(f"round {k}: MCTS over {len(pool)} problems with {searcher}"
-            + (" guided by the PPM" if ppm else "")
+            + (" guided by the PPM" if search_ppm else ", terminal-guided")
             + (f", {more} rollouts for {len(rollouts)} unsolved" if rollouts else ""))
-        search = search_problems(pool, folder / "search", search_cfg, ppm=ppm, rollouts=rollouts,
+        search = search_problems(pool, folder / "search", search_cfg, ppm=search_ppm, rollouts=rollouts,
                                  on_batch=_counter(f"round {k}:   searched", log), kept=kept)
         trees = read_trees(folder / "search" / "trees.jsonl")
     log(f"round {k}: solved {search['solved']}/{search['problems']}, {search['nodes']} nodes, "
@@ -137,13 +140,17 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem],
         sources = [folder] if ev.data == "round" else [workdir / f"round-{i}" for i in range(1, k + 1)]
         all_trees = [t for src in sources for t in
                      (trees if src == folder else read_trees(src / "search" / "trees.jsonl"))]
-        sft = _write_once(folder / "data" / "sft.jsonl", [r for t in all_trees for r in sft_records(t)])
-        pairs = [r for t in all_trees for r in ppm_pairs(t)]
+        sft = _write_once(folder / "data" / "sft.jsonl",
+                          [r for t in all_trees for r in sft_records(t, config.extract)])
+        counts = PairCounts()
+        pairs = [r for t in all_trees for r in ppm_pairs(t, config.extract, counts)]
         if ev.max_pairs and len(pairs) > ev.max_pairs:
             keep = sorted(random.Random(config.ppm_train.seed).sample(range(len(pairs)), ev.max_pairs))
             pairs = [pairs[i] for i in keep]
         pairs = _write_once(folder / "data" / "ppm.jsonl", pairs)
-    log(f"round {k}: {sft} SFT examples, {pairs} PPM pairs")
+    log(f"round {k}: {sft} SFT examples, {pairs} PPM pairs (step pairs considered {counts['considered']}, "
+        f"dropped: {counts['not_better']} not better, {counts['small_margin']} margin < "
+        f"{config.extract.min_q_margin}, {counts['similar']} near-identical)")
 
     policy_metrics = ppm_metrics = None
     if sft or pairs >= ev.min_pairs:
@@ -173,7 +180,7 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem],
         "search": {key: search[key] for key in ("problems", "solved", "nodes", "steps_failed", "terminals")},
         "solved_ids": sorted(t.problem_id for t in trees if t.solved),
         "q_values": q_histogram(trees),
-        "sft_examples": sft, "ppm_pairs": pairs,
+        "sft_examples": sft, "ppm_pairs": pairs, "pair_counts": dict(counts),
         "policy_train": _train_summary(policy_metrics),
         "ppm_train": _train_summary(ppm_metrics),
         "eval": evaluation, "seconds": seconds.read(),
@@ -195,6 +202,15 @@ def evaluate_heldout(folder: Path, heldout: list[Problem], config: RunConfig, po
     log(f"  held-out: {ev.eval_n} samples per problem ({'PPM best-of-N and ' if ppm else ''}majority vote)")
     sample = evaluate(heldout, mode, ev.eval_n, folder / "sample", cfg, ppm=ppm,
                       on_batch=_counter("    sampled:", log), kept=kept)
+    guided = None
+    if ppm and ev.eval_guided:
+        mode, width = ev.eval_guided, ev.eval_beam_width
+        log(f"  held-out: PPM-guided {mode}" + (f" (width {width})" if mode == "beam" else
+                                                  f" ({config.inference.runs} runs x {config.mcts.rollouts} rollouts)"))
+        result = evaluate(heldout, mode, width, folder / mode, cfg, ppm=ppm,
+                          on_batch=_counter(f"    {mode}:", log), kept=kept)
+        guided = {"mode": mode, "correct": result["correct"], "accuracy": result["accuracy"],
+                  "pass": result["pass_at_n"]}
     ids = {p.id for p in heldout}
     rows = [r for r in read_jsonl(folder / "sample" / "answers.jsonl") if r["id"] in ids]
     return {
@@ -203,6 +219,7 @@ def evaluate_heldout(folder: Path, heldout: list[Problem], config: RunConfig, po
         "n": ev.eval_n,
         "majority": {"correct": sample["majority_correct"], "accuracy": sample["majority_accuracy"]},
         "best_of_n": ({"correct": sample["correct"], "accuracy": sample["accuracy"]} if ppm else None),
+        "guided": guided,
         "pass_at_n": sample["pass_at_n"],
         "curve": sample_curves(rows, ev.eval_n, with_ppm=ppm is not None),
         "answer_pairs": answer_pair_accuracy(rows) if ppm else None,
@@ -275,7 +292,7 @@ def _with_policy(config: RunConfig, model: str, tuned: bool) -> RunConfig:
     model's behaviour here, so it decodes in float32, where vLLM-CPU is 1.5x
     transformers)."""
     ev = config.evolve
-    style = ev.tuned_prompt_style if tuned else config.expand.prompt_style
+    style = (prompt_style_of(model) or ev.tuned_prompt_style) if tuned else config.expand.prompt_style
     int8 = config.engine.int8 and (ev.tuned_int8 or not tuned)
     kind = config.engine.kind
     if tuned and ev.tuned_engine:

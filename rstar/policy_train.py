@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rstar.llm.models import resolve_model
+from rstar.prompts import record_prompt_style
 from rstar.training import (DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer,
                             read_records)
 
@@ -23,6 +24,8 @@ class PolicyTrainConfig(LoraTrainConfig):
 
 
 def load_sft(path: Path) -> list[dict]:
+    """Our SFT records, or the reference's {query, response} (prompted with the
+    official SFT prompt)."""
     return read_records(path, ("prompt", "response"), "examples")
 
 
@@ -64,9 +67,11 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.model.save_pretrained(out / "adapter")
     tokenizer.save_pretrained(out / "adapter")
+    record_prompt_style(out / "adapter", "sft")  # rstar search/eval --policy prompt it as trained
     if config.merge:
         trainer.model.merge_and_unload().save_pretrained(out)
         tokenizer.save_pretrained(out)
+        record_prompt_style(out, "sft")
     metrics = {"examples": len(rows), "skipped_too_long": too_long, "train_loss": result.training_loss,
                "steps": result.global_step, "resumed": resume is not None,
                "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],

@@ -1,6 +1,17 @@
-"""Prompts: our instruction with a worked demonstration for instruct/base
-models, and the plain SFT prompt for policies fine-tuned on the step format."""
+"""Prompts: the official SFT prompt of fine-tuned policies (and of the PPM's
+text), the reference's 2-shot instruction prompt for round-1 bootstrap
+models, and our own instruction with one worked example for small instruct
+models. A fine-tuned policy's folder records the style it was trained with,
+so `rstar search/eval --policy DIR` prompt it the same way."""
 from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+PROMPT_STYLES = ("sft", "fewshot", "chat", "plain")
+STYLE_FILE = "rstar-prompt.json"  # in a policy folder: {"prompt_style": ...}
+FEWSHOT_FILE = Path(__file__).parent / "data" / "rstar_fewshot.json"
 
 INSTRUCTION = (
     "Solve the math problem with Python code, one step at a time. Write each step's "
@@ -18,20 +29,31 @@ DEMO_SOLUTION = (
 
 
 def sft_prompt(question: str) -> str:
-    """The prompt a fine-tuned policy is trained and run with."""
-    return f"<|user|>\n{question}\n<|assistant|>\n"
+    """The official SFT prompt: what a fine-tuned policy continues and what
+    the PPM reads before the steps."""
+    return f"<|user|>:\n{question}\n<|assistant|>: Let's think step by step and solve the problem with code."
+
+
+@lru_cache(maxsize=1)
+def _fewshot() -> dict:
+    return json.loads(FEWSHOT_FILE.read_text(encoding="utf-8"))
+
+
+def fewshot_prompt(question: str) -> str:
+    """The reference's round-1 prompt: its instruction, 2 worked examples and
+    the question, as plain text. (The reference shuffles the two examples on
+    every call; a fixed order keeps the prompt's prefix cacheable.)"""
+    spec = _fewshot()
+    head = "\n".join([spec["instruction"], "The following are 2 demonstration examples.", *spec["examples"], ""])
+    return head + "\n" + spec["suffix"].format(input=question + "\n")
 
 
 def build_prompt(question: str, tokenizer=None, style: str = "chat") -> str:
-    """The text that precedes the solution.
-
-    Args:
-        style: "chat" (instruction and one demonstration through the
-            tokenizer's chat template), "plain" (the same without a template)
-            or "sft" (a fine-tuned policy's prompt).
-    """
+    """The text that precedes the solution, in one of PROMPT_STYLES."""
     if style == "sft":
         return sft_prompt(question)
+    if style == "fewshot":
+        return fewshot_prompt(question)
     if style == "chat" and tokenizer is not None and getattr(tokenizer, "chat_template", None):
         messages = [
             {"role": "system", "content": INSTRUCTION},
@@ -41,3 +63,20 @@ def build_prompt(question: str, tokenizer=None, style: str = "chat") -> str:
         ]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return f"{INSTRUCTION}\n\nQuestion: {DEMO_QUESTION}\n{DEMO_SOLUTION}\n\nQuestion: {question}\n"
+
+
+def record_prompt_style(folder: str | Path, style: str) -> None:
+    """Write the prompt style a policy was trained with into its folder."""
+    (Path(folder) / STYLE_FILE).write_text(json.dumps({"prompt_style": style}) + "\n")
+
+
+def prompt_style_of(model: str) -> str | None:
+    """The prompt style recorded in a policy folder, or None (not a folder, or
+    not a policy we trained)."""
+    path = Path(model) / STYLE_FILE
+    if not path.is_file():
+        return None
+    style = json.loads(path.read_text()).get("prompt_style")
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"{path}: unknown prompt style {style!r}")
+    return style

@@ -12,7 +12,8 @@ from pathlib import Path
 from rstar.config import RunConfig
 from rstar.data import Problem
 from rstar.grading import is_equivalent
-from rstar.search.chains import best_answer, first_answer, majority_answer, run_beam, run_chains, samples
+from rstar.search.chains import (answers, best_answer, best_valued, first_answer, majority, majority_answer,
+                                 run_beam, run_chains, samples, top_k_vote)
 from rstar.search.expand import Context
 from rstar.search.mcts import run_mcts
 from rstar.search.tree import Tree, tree_from_record, tree_to_record
@@ -134,12 +135,13 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def load_scorer(ppm: str | None):
+def load_scorer(ppm: str | None, config: RunConfig):
     if ppm is None:
         return None
     from rstar.ppm.model import PPMScorer
 
-    return PPMScorer(ppm)
+    s = config.ppm
+    return PPMScorer(ppm, batch_size=s.batch_size, max_length=s.max_length, scale=s.scale)
 
 
 def search_problems(problems: list[Problem], out: Path, config: RunConfig,
@@ -148,7 +150,7 @@ def search_problems(problems: list[Problem], out: Path, config: RunConfig,
     """MCTS over every problem not yet in `out/trees.jsonl` (PPM-augmented when
     a PPM is given); `rollouts` gives some problems another number of rollouts
     than `config.mcts.rollouts`; `kept`: run on its engine. Returns the summary."""
-    scorer = load_scorer(ppm)  # a bad PPM fails before anything is written
+    scorer = load_scorer(ppm, config)  # a bad PPM fails before anything is written
     claim_folder(out, config, "search" + (f" ppm={Path(ppm).resolve()}" if ppm else ""))
     path = out / TREES
     trees = read_trees(path)  # read once: finished problems, and the summary's start
@@ -213,13 +215,15 @@ def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunC
 
     Modes: greedy; maj (majority vote over n samples); bon (the PPM's best of
     the same n samples, majority vote reported beside it); beam (step beam
-    search, beam width n); mcts (PPM-guided MCTS; the PPM's best terminal).
+    search, beam width n, expand.candidates per beam); mcts (the paper's
+    inference: `inference.runs` PPM-guided MCTS runs, each keeping its
+    best-valued answer, then a vote among the `inference.top_k` best).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode in NEEDS_PPM and ppm is None:
         raise ValueError(f"mode {mode} needs a PPM (--ppm FOLDER)")
-    scorer = load_scorer(ppm)
+    scorer = load_scorer(ppm, config)
     claim_folder(out, config, f"eval-{mode}-{n}" + (f" ppm={Path(ppm).resolve()}" if ppm else ""))
     path = out / ANSWERS
     rows = read_jsonl(path)
@@ -231,15 +235,17 @@ def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunC
             for i in range(0, len(todo), config.batch_problems):
                 batch = todo[i:i + config.batch_problems]
                 trees = [Tree(p.id, p.question, None) for p in batch]
-                if mode == "greedy":
-                    run_chains(trees, ctx, n=1, temperature=0.0)
-                elif mode in ("maj", "bon"):
-                    run_chains(trees, ctx, n=n)
-                elif mode == "beam":
-                    run_beam(trees, ctx, beam_width=n, per_beam=config.expand.candidates)
+                if mode == "mcts":
+                    picks = _mcts_runs(trees, ctx, config)
+                    new = [_mcts_row(p, t, pk, config.inference.top_k) for p, t, pk in zip(batch, trees, picks)]
                 else:
-                    run_mcts(trees, ctx, config.mcts)
-                new = [_graded_row(p, t, mode) for p, t in zip(batch, trees)]
+                    if mode == "greedy":
+                        run_chains(trees, ctx, n=1, temperature=0.0)
+                    elif mode in ("maj", "bon"):
+                        run_chains(trees, ctx, n=n)
+                    else:
+                        run_beam(trees, ctx, beam_width=n, per_beam=config.expand.candidates)
+                    new = [_graded_row(p, t, mode) for p, t in zip(batch, trees)]
                 append_jsonl(path, new)
                 rows += new
                 if on_batch:
@@ -247,7 +253,7 @@ def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunC
     wanted = {p.id for p in problems}
     rows = [r for r in rows if r["id"] in wanted]
     count = len(rows)
-    metrics = {"mode": mode, "n": 1 if mode == "greedy" else n, "problems": count,
+    metrics = {"mode": mode, "n": {"greedy": 1, "mcts": config.inference.runs}.get(mode, n), "problems": count,
                "correct": sum(r["correct"] for r in rows),
                "accuracy": sum(r["correct"] for r in rows) / count,
                "pass_at_n": sum(r["pass"] for r in rows) / count,
@@ -258,16 +264,53 @@ def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunC
     return metrics
 
 
-def _graded_row(problem: Problem, tree: Tree, mode: str) -> dict:
-    """One problem's evaluation: the picked answer, the majority answer, and
-    (for sampled chains) every sample with its PPM score, all graded."""
-    truth = problem.answer
+def _grader(truth: str | None):
+    """answer -> correct, each distinct answer graded once; None is wrong."""
     grades: dict = {None: False}
 
     def graded(answer):
         if answer not in grades:
             grades[answer] = truth is not None and is_equivalent(answer, truth)
         return grades[answer]
+
+    return graded
+
+
+def _mcts_runs(trees: list[Tree], ctx: Context, config: RunConfig) -> list[list[dict]]:
+    """`inference.runs` independent MCTS runs per problem (run r samples with
+    seed expand.seed + r); `trees` get the first run. Returns per problem the
+    best-valued answer of every run that found one, with the answers found."""
+    picks: list[list[dict]] = [[] for _ in trees]
+    for r in range(config.inference.runs):
+        run_trees = trees if r == 0 else [Tree(t.problem_id, t.question, None) for t in trees]
+        seeded = dataclasses.replace(config.expand, seed=config.expand.seed + r)
+        run_mcts(run_trees, Context(ctx.engine, ctx.sandbox, seeded, ctx.scorer, ctx.seconds), config.mcts)
+        for mine, tree in zip(picks, run_trees):
+            best = best_valued(tree)
+            found = [n.answer for n in answers(tree)]
+            mine.append({"answer": best[0] if best else None, "value": best[1] if best else None,
+                         "found": found})
+    return picks
+
+
+def _mcts_row(problem: Problem, tree: Tree, runs: list[dict], top_k: int) -> dict:
+    truth = problem.answer
+    graded = _grader(truth)
+
+    picked = [(r["answer"], r["value"]) for r in runs if r["answer"] is not None]
+    answer = top_k_vote(picked, top_k)
+    maj = majority([(a, 1) for a, _ in picked])
+    found = [a for r in runs for a in r["found"]]
+    return {"id": problem.id, "answer": answer, "truth": truth, "correct": graded(answer),
+            "majority": maj, "majority_correct": graded(maj), "pass": any(graded(a) for a in found),
+            "runs": [{"answer": a, "value": v, "correct": graded(a)} for a, v in picked], "answers": found}
+
+
+def _graded_row(problem: Problem, tree: Tree, mode: str) -> dict:
+    """One problem's evaluation: the picked answer, the majority answer, and
+    (for sampled chains) every sample with its PPM score, all graded."""
+    truth = problem.answer
+    graded = _grader(truth)
 
     pick = {"greedy": first_answer, "maj": majority_answer}.get(mode, best_answer)
     answer, maj = pick(tree), majority_answer(tree)

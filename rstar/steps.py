@@ -1,4 +1,4 @@
-"""The step format, compatible with the released rStar-Math data.
+"""The step format of the released rStar-Math data.
 
 A solution is a program written step by step, its output, then the answer:
 
@@ -13,13 +13,16 @@ A solution is a program written step by step, its output, then the answer:
     <output>16.0<end_of_output>
     <answer>... \\boxed{16} ...<end_of_answer>
 
-One search node is one step. Generation stops at an end tag; the stop string
-is not part of the completion, so a step's text is the completion plus its tag.
+One search node is one step, and its text is exactly what the policy wrote
+plus the stop string that ended it: a step starts with the blank line that
+separates it from the previous one ("\\n\\n# Step 2: ...") and ends at its end
+tag, as in the reference. The final code step's node also carries the
+program's output ("\\n<output>...<end_of_output>"); the answer step then starts
+with "\\n<answer>".
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
 
 CODE = "<code>"
 END_STEP = "<end_of_step>"
@@ -44,45 +47,42 @@ class Step:
 
 
 def parse_step(completion: str, stop_reason: str) -> Step | None:
-    """A generated step, or None when it cannot be a step (no end tag: the
-    generation hit its token limit or EOS; or an answer step without an answer).
+    """A generated step, or None when it is no step.
 
-    >>> parse_step("<code>\\n# Step 1: add\\nx = 1 + 2\\n", "<end_of_step>").code
-    '# Step 1: add\\nx = 1 + 2'
+    As in the reference, a generation with "boxed" in it is an answer,
+    whatever stopped it; otherwise it is a code step if it stopped at
+    `<end_of_step>` or `<end_of_code>`. Anything else (the token limit, EOS,
+    `<end_of_answer>` without a boxed answer) is no valid step.
+
+    >>> parse_step("\\n\\n# Step 2: add\\nx = 1 + 2\\n", "<end_of_step>").code
+    '# Step 2: add\\nx = 1 + 2'
     """
-    if stop_reason == END_STEP or stop_reason == END_CODE:
-        code = completion.replace(CODE, "", 1) if completion.lstrip().startswith(CODE) else completion
+    tag = stop_reason if stop_reason in STOP else ""
+    if "boxed" in completion:
+        return Step(FINAL_ANSWER, completion + tag)
+    if stop_reason in (END_STEP, END_CODE):
+        code = completion.lstrip()
+        code = code[len(CODE):] if code.startswith(CODE) else completion
         kind = STEP if stop_reason == END_STEP else FINAL_CODE
         return Step(kind, completion + stop_reason, code.strip("\n"))
-    if stop_reason == END_ANSWER:
-        if ANSWER not in completion and "\\boxed" not in completion:
-            return None
-        return Step(FINAL_ANSWER, completion + stop_reason)
     return None
 
 
-def program_of(steps: Iterable[Step]) -> list[str]:
-    """The code of every code step on a path: what the sandbox runs, as steps."""
-    return [s.code for s in steps if s.kind in (STEP, FINAL_CODE)]
-
-
 def observation(stdout: str, max_chars: int = 1024) -> str:
-    """The `<output>` text that follows the final code step; long output is
-    cut in the middle so that both its start and its end stay visible."""
-    text = stdout.strip("\n")
+    """The `<output>` text that follows the final code step, as the reference
+    writes it: the output stripped, a lone float rounded to 4 decimals when
+    that is shorter, long output cut in the middle.
+
+    >>> observation("8.94427190999916\\n")
+    '\\n<output>8.9443<end_of_output>'
+    """
+    text = stdout.strip()
+    try:
+        rounded = str(round(float(text), 4))
+        text = rounded if len(rounded) < len(text) else text
+    except ValueError:
+        pass
     if len(text) > max_chars:
         half = max_chars // 2
-        text = f"{text[:half]}\n...[{len(text) - 2 * half} characters cut]...\n{text[-half:]}"
-    return f"\n{OUTPUT}{text}{END_OUTPUT}\n"
-
-
-def solution_text(steps: Iterable[Step], output: str | None = None) -> str:
-    """The solution so far as the policy sees it (and the SFT data stores it)."""
-    parts = []
-    for s in steps:
-        parts.append(s.text)
-        if s.kind == FINAL_CODE and output is not None:
-            parts.append(observation(output))
-        elif s.kind == STEP:
-            parts.append("\n\n")
-    return "".join(parts)
+        text = f"{text[:half]}...{text[-half:]}"
+    return f"\n{OUTPUT}{text}{END_OUTPUT}"

@@ -2,7 +2,6 @@
 reading their JSONL data with clear errors."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,26 +54,33 @@ def last_checkpoint(folder: Path) -> str | None:
 
 
 def read_records(path: Path, fields: tuple[str, ...], what: str) -> list[dict]:
-    """Every line of a JSONL file, each an object with non-empty string `fields`.
+    """Every record of a data file, each an object with non-empty string
+    `fields`: ours (JSON Lines) or the reference's released format (a JSON
+    array or lines of {query, response} / {prompt, pos, neg, ...}), which is
+    converted to ours.
 
     Raises:
         DataFileError: missing file, a malformed line, a missing field, no records.
     """
+    from rstar.official import is_official, pair_from_official, read_rows, sft_from_official
+
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"{path} does not exist")
+    try:
+        raw = read_rows(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataFileError(str(exc)) from None
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    for i, row in enumerate(raw):
+        if isinstance(row, dict) and is_official(row):
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFileError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k] for k in fields):
-                raise DataFileError(f"{path}:{lineno}: needs non-empty string fields {', '.join(fields)}")
-            rows.append(row)
+                row = (sft_from_official if "query" in row else pair_from_official)(row, i)
+            except (KeyError, AttributeError, TypeError):
+                raise DataFileError(f"{path}: record {i + 1} is not a valid official record") from None
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k] for k in fields):
+            raise DataFileError(f"{path}: record {i + 1} needs non-empty string fields {', '.join(fields)}")
+        rows.append(row)
     if not rows:
         raise DataFileError(f"{path}: no {what}")
     return rows

@@ -57,6 +57,7 @@ PACKAGED: dict[str, PackagedModel] = {
 ALIASES = {"default": DEFAULT_MODEL}
 TINY = "tiny"  # rstar.llm.tiny's model, trained offline on the step format on first use
 TINY_TRAIN_STEPS = 1000  # enough to copy the output into the answer, often
+TINY_FORMAT = "sft2"  # bump when the prompt or step format it is trained on changes
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -104,7 +105,7 @@ def resolve_model(name: str) -> str:
 def _tiny() -> Path:
     from rstar.llm.tiny import build_tiny_model
 
-    target = cache_root() / f"tiny-{TINY_TRAIN_STEPS}"
+    target = cache_root() / f"tiny-{TINY_TRAIN_STEPS}-{TINY_FORMAT}"
     if not (target / "config.json").exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".tiny-") as tmp:

@@ -1,10 +1,10 @@
 """Cheaper searches: independent chains (greedy, majority vote, best-of-N) and
-step beam search with a PPM."""
+step beam search with a PPM (the reference's `agents/beam_search.py`)."""
 from __future__ import annotations
 
 from rstar.grading import is_equivalent
 from rstar.search.expand import Context, expand
-from rstar.search.tree import Node, Tree
+from rstar.search.tree import ANSWERED, Node, Tree
 
 
 def run_chains(trees: list[Tree], ctx: Context, n: int, temperature: float | None = None) -> None:
@@ -12,32 +12,33 @@ def run_chains(trees: list[Tree], ctx: Context, n: int, temperature: float | Non
     node one. Temperature 0 with n = 1 is greedy decoding. A PPM scores the
     finished solutions only (best-of-N reads nothing else)."""
     heads = expand([(t, t.root) for t in trees], ctx, n=n, temperature=temperature,
-                   score_terminals_only=True)
+                   score="terminals", single_answer=False)
     while heads := [(t, nd) for t, nd in heads if not nd.terminal]:
-        heads = expand(heads, ctx, n=1, temperature=temperature, score_terminals_only=True)
+        heads = expand(heads, ctx, n=1, temperature=temperature, score="terminals", single_answer=False)
 
 
 def run_beam(trees: list[Tree], ctx: Context, beam_width: int, per_beam: int) -> None:
-    """Step beam search: expand every beam with `per_beam` candidates and keep,
-    among the open ones, as many as there are beams without a final answer,
-    the ones the PPM scores highest."""
+    """Step beam search as the reference does it: every beam gets `per_beam`
+    candidates, the PPM scores them all, each answer among them takes one
+    beam away for good, and the best-scored candidates fill the beams left
+    (a terminal one that makes the cut holds its beam for this step and is
+    not continued). The answer is the best-scored one (`best_answer`)."""
     if ctx.scorer is None:
         raise ValueError("step beam search needs a PPM (--ppm)")
     beams = {t.problem_id: [t.root] for t in trees}
-    finished = {t.problem_id: 0 for t in trees}
+    width = {t.problem_id: beam_width for t in trees}
     live = list(trees)
     while live:
         new = expand([(t, b) for t in live for b in beams[t.problem_id]], ctx, n=per_beam)
         candidates: dict[str, list[Node]] = {t.problem_id: [] for t in live}
         for t, nd in new:
-            if nd.terminal:
-                finished[t.problem_id] += 1
-            else:
-                candidates[t.problem_id].append(nd)
+            candidates[t.problem_id].append(nd)
+            if nd.end == ANSWERED:
+                width[t.problem_id] -= 1
         still = []
         for t in live:
-            slots = beam_width - finished[t.problem_id]
-            keep = sorted(candidates[t.problem_id], key=lambda x: x.ppm, reverse=True)[:max(slots, 0)]
+            ranked = sorted(candidates[t.problem_id], key=lambda x: x.ppm, reverse=True)
+            keep = [nd for nd in ranked[:max(width[t.problem_id], 0)] if not nd.terminal]
             if keep:
                 beams[t.problem_id] = keep
                 still.append(t)
@@ -101,6 +102,24 @@ def best_answer(tree: Tree) -> str | None:
     if not cands:
         return None
     return max(cands, key=lambda n: (n.ppm if n.ppm is not None else n.value)).answer
+
+
+def best_valued(tree: Tree) -> tuple[str, float] | None:
+    """The answer with the highest value (its reward: the PPM's score at
+    inference) and that value; what one MCTS run contributes to the vote."""
+    cands = [n for n in answers(tree) if n.reward is not None]
+    if not cands:
+        return None
+    best = max(cands, key=lambda n: n.reward)
+    return best.answer, best.reward
+
+
+def top_k_vote(picks: list[tuple[str, float]], k: int) -> str | None:
+    """The reference's inference answer (`eval_maj.py`): the k picks with the
+    highest value, then a majority vote among them (equivalent answers
+    grouped); a tie goes to the higher-valued answer (the reference draws)."""
+    top = sorted(picks, key=lambda p: -p[1])[:k]
+    return majority([(answer, 1) for answer, _ in top])
 
 
 def first_answer(tree: Tree) -> str | None:

@@ -1,5 +1,7 @@
 """Expanding many nodes of many trees at once: one engine call, one sandbox
-batch, grading, and (when a PPM is given) one scoring call."""
+batch, grading, and (when a PPM is given) one scoring call. Every search
+algorithm grows its trees through `expand`; what it does with the new nodes'
+values (MCTS backs them up) is its own business."""
 from __future__ import annotations
 
 import time
@@ -8,11 +10,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from rstar.grading import is_equivalent, last_boxed
-from rstar.prompts import build_prompt
-from rstar.search.tree import Node, Tree
-from rstar.steps import FINAL_ANSWER, FINAL_CODE, STEP, STOP, Step, observation, parse_step
-
-INVALID = "invalid"  # a generation that is no step: a terminal with reward -1
+from rstar.prompts import PROMPT_STYLES, build_prompt, sft_prompt
+from rstar.search.tree import ANSWERED, CODE_ERRORS, INVALID, TOO_DEEP, Node, Tree
+from rstar.steps import END_ANSWER, FINAL_ANSWER, FINAL_CODE, STEP, STOP, Step, observation, parse_step
 
 
 class Scorer(Protocol):
@@ -25,14 +25,31 @@ class Scorer(Protocol):
 class ExpandConfig:
     """How a node is expanded (shared by every search algorithm)."""
 
-    candidates: int = 4
-    max_depth: int = 16
-    max_errors_in_a_row: int = 2
-    max_step_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 0.95
-    prompt_style: str = "chat"
-    seed: int = 0
+    candidates: int = field(default=4, metadata={"help": "steps sampled per expansion (the reference: 12 "
+                                                          "in data synthesis, 32 at inference)"})
+    max_depth: int = field(default=16, metadata={"help": "a node deeper than this ends its path (-1 on it)"})
+    errors_threshold: int = field(default=1, metadata={
+        "help": "consecutive steps that fail to run before a path ends (-1 on the node): the reference's 1 "
+                "in later rounds and at inference; evolve.bootstrap_errors_threshold (2) applies in round 1"})
+    single_answer: bool = field(default=True, metadata={
+        "help": "when any candidate of an expansion stops at <end_of_answer>, keep only the first of those "
+                "and drop the rest, as the reference does (an answer follows from the program's output); "
+                "independent chains (greedy, maj, bon) never do"})
+    max_step_tokens: int = field(default=256, metadata={"help": "tokens per generated step"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature of candidates"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling of candidates"})
+    prompt_style: str = field(default="chat", metadata={
+        "help": "sft (the official SFT prompt: fine-tuned policies), fewshot (the reference's 2-shot "
+                "instruction prompt, plain text: round-1 bootstrap models), chat (our instruction and one "
+                "worked example through the tokenizer's chat template), plain (the same without it)"})
+    seed: int = field(default=0, metadata={"help": "sampling seed"})
+
+    def __post_init__(self) -> None:
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"expand.prompt_style must be one of {', '.join(PROMPT_STYLES)}, "
+                             f"not {self.prompt_style!r}")
+        if self.errors_threshold < 1 or self.max_depth < 1:
+            raise ValueError("expand.errors_threshold and expand.max_depth must be >= 1")
 
 
 @dataclass
@@ -49,6 +66,7 @@ class Context:
     _prompts: dict = field(default_factory=dict)
 
     def prompt(self, tree: Tree) -> str:
+        """The policy's prompt for a tree's question (built once)."""
         if tree.problem_id not in self._prompts:
             tokenizer = getattr(self.engine, "tokenizer", None)
             self._prompts[tree.problem_id] = build_prompt(tree.question, tokenizer,
@@ -57,39 +75,55 @@ class Context:
 
 
 def node_text(node: Node) -> str:
-    """A node's contribution to the solution text the policy continues."""
+    """A node's part of the solution text: the step as written (a final code
+    step with the program's output after it)."""
     step = node.step
     if step is None:
         return ""
     if step.kind == FINAL_CODE:
         return step.text + observation(node.output)
-    if step.kind == STEP and node.status != "ok":
-        return step.text + observation(node.output) + "\n"
-    return step.text + ("\n\n" if step.kind == STEP else "")
+    return step.text
 
 
 def partial_solution(tree: Tree, node: Node) -> str:
     return "".join(node_text(n) for n in tree.path(node))
 
 
+def ppm_text(tree: Tree, node: Node) -> str:
+    """What the PPM reads: the SFT prompt and the solution up to `node`, as in
+    its training pairs, whatever prompt the policy was given."""
+    return sft_prompt(tree.question) + partial_solution(tree, node)
+
+
 def program_steps(tree: Tree, node: Node) -> list[str]:
-    """The code a node's program runs: every step on its path whose program
-    ran, then its own. A failed step's code is not part of later programs."""
-    path = tree.path(node)
-    code = [n.step.code for n in path[:-1]
-            if n.step.kind in (STEP, FINAL_CODE) and n.status == "ok"]
-    return code + [node.step.code]
+    """The code a node's program runs, as the reference assembles it: the code
+    steps on its path since the last final code step (a failed step's code
+    included: it fails again; a timed-out one left out, as the reference
+    means to), then its own."""
+    code = []
+    for n in reversed(tree.path(node)[:-1]):
+        if n.step.kind == FINAL_CODE:
+            break
+        if n.step.kind == STEP and n.status != "timeout":
+            code.append(n.step.code)
+    return code[::-1] + [node.step.code]
 
 
 def expand(jobs: list[tuple[Tree, Node]], ctx: Context, n: int | None = None,
-           temperature: float | None = None, score_terminals_only: bool = False) -> list[tuple[Tree, Node]]:
+           temperature: float | None = None, score: str = "all",
+           single_answer: bool | None = None) -> list[tuple[Tree, Node]]:
     """Give each (tree, node) its children; returns the new (tree, node) pairs.
-    With a PPM, every new node is scored, or only terminals when the search
-    never looks at a partial solution's score (independent chains)."""
+
+    Args:
+        score: which new nodes the PPM scores (when there is one): "all", or
+            "terminals" when the search reads no partial solution's score.
+        single_answer: keep one answer per expansion (default: the config's).
+    """
     if not jobs:
         return []
     cfg = ctx.config
     n = n or cfg.candidates
+    single = cfg.single_answer if single_answer is None else single_answer
     prompts = [ctx.prompt(t) + partial_solution(t, nd) for t, nd in jobs]
     t0 = time.perf_counter()
     ctx.calls += 1
@@ -104,15 +138,15 @@ def expand(jobs: list[tuple[Tree, Node]], ctx: Context, n: int | None = None,
     new: list[tuple[Tree, Node]] = []
     for (tree, node), cands in zip(jobs, completions):
         node.expanded = True
+        if single and any(c.stop_reason == END_ANSWER for c in cands):
+            cands = [next(c for c in cands if c.stop_reason == END_ANSWER)]
         seen: dict[tuple, Node] = {}
         for c in cands:
             key = (c.text, c.stop_reason)
             if key in seen:
                 seen[key].samples += 1  # identical candidates are one child that counts them
                 continue
-            step = parse_step(c.text, c.stop_reason)
-            if step is None:
-                step = Step(INVALID, c.text)
+            step = parse_step(c.text, c.stop_reason) or Step(INVALID, c.text)
             seen[key] = tree.add(node, step)
             new.append((tree, seen[key]))
 
@@ -121,14 +155,14 @@ def expand(jobs: list[tuple[Tree, Node]], ctx: Context, n: int | None = None,
     for tree, node in new:
         _settle(tree, node, cfg)
     ctx.seconds["grading"] += time.perf_counter() - t0
-    scored = [(t, nd) for t, nd in new if nd.terminal or not score_terminals_only]
+    scored = [(t, nd) for t, nd in new if score == "all" or nd.terminal]
     if ctx.scorer is not None and scored:
         t0 = time.perf_counter()
-        scores = ctx.scorer.score([ctx.prompt(t) + partial_solution(t, nd) for t, nd in scored])
-        for (tree, node), s in zip(scored, scores):
+        scores = ctx.scorer.score([ppm_text(t, nd) for t, nd in scored])
+        if len(scores) != len(scored):
+            raise RuntimeError(f"PPM returned {len(scores)} scores for {len(scored)} texts")
+        for (_, node), s in zip(scored, scores):
             node.ppm = float(s)
-            if node.terminal and tree.truth is None and node.step.kind == FINAL_ANSWER:
-                node.reward = node.ppm  # at inference the PPM judges the answer
         ctx.seconds["ppm"] += time.perf_counter() - t0
     return new
 
@@ -139,27 +173,31 @@ def _execute(jobs: list[tuple[Tree, Node]], ctx: Context) -> None:
     t0 = time.perf_counter()
     results = ctx.sandbox.run_batch([program_steps(t, nd) for t, nd in jobs])
     ctx.seconds["sandbox"] += time.perf_counter() - t0
+    if len(results) != len(jobs):
+        raise RuntimeError(f"sandbox returned {len(results)} results for {len(jobs)} programs")
     for (tree, node), r in zip(jobs, results):
         node.status = r.status.value
-        parent = tree.nodes[node.parent]
         if r.ok:
             node.output = r.stdout
             node.errors_in_a_row = 0
         else:
             node.output = r.error or r.status.value
-            node.errors_in_a_row = parent.errors_in_a_row + 1
+            node.errors_in_a_row = tree.nodes[node.parent].errors_in_a_row + 1
 
 
 def _settle(tree: Tree, node: Node, cfg: ExpandConfig) -> None:
-    """Mark terminals and their rewards."""
+    """Mark a new node terminal where the reference does, with why, its
+    answer and (where the ground truth says) its reward."""
     kind = node.step.kind
     if kind == INVALID:
-        node.terminal, node.reward = True, -1.0
+        node.terminal, node.end, node.reward = True, INVALID, -1.0
     elif kind == FINAL_ANSWER:
-        node.terminal = True
+        node.terminal, node.end = True, ANSWERED
         node.answer = last_boxed(node.step.text)
         if tree.truth is not None:
-            node.correct = is_equivalent(node.answer, tree.truth)
+            node.correct = node.answer is not None and is_equivalent(node.answer, tree.truth)
             node.reward = 1.0 if node.correct else -1.0
-    elif node.errors_in_a_row >= cfg.max_errors_in_a_row or node.depth >= cfg.max_depth:
-        node.terminal, node.reward = True, -1.0
+    elif node.errors_in_a_row >= cfg.errors_threshold:
+        node.terminal, node.end, node.reward = True, CODE_ERRORS, -1.0
+    if not node.terminal and node.depth > cfg.max_depth:
+        node.terminal, node.end, node.reward = True, TOO_DEEP, -1.0

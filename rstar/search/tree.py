@@ -1,14 +1,24 @@
 """Search trees as plain data: nodes in a list, parents by index.
 
-Statistics follow the paper: `q` is the sum of the rewards backed up through a
-node, `n` its visit count, and Q = q / n. A node carries the step, what the
-sandbox said of its program, and, once terminal, its reward.
+Statistics follow the reference: `q` is the sum of the values a node was
+updated with, `n` its visit count, and Q = q / n (0 while unvisited). A node
+carries the step, what the sandbox said of its program and, once terminal,
+why it ended and its reward.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
 from rstar.steps import FINAL_ANSWER, FINAL_CODE, STEP, Step
+
+# Why a node is terminal (`Node.end`).
+ANSWERED = "answer"  # a final answer: graded (or judged by the PPM)
+INVALID = "invalid"  # a generation that is no step
+CODE_ERRORS = "code_errors"  # errors_threshold consecutive steps failed to run
+TOO_DEEP = "too_deep"  # deeper than max_depth
+EXHAUSTED = "exhausted"  # every child is terminal: nothing left to select below it
+ENDS = (ANSWERED, INVALID, CODE_ERRORS, TOO_DEEP, EXHAUSTED)
+FAILED_ENDS = (INVALID, CODE_ERRORS, TOO_DEEP)  # -1 on the node alone, nothing backed up
 
 
 @dataclass(slots=True)
@@ -23,7 +33,8 @@ class Node:
     n: int = 0
     ppm: float | None = None  # the PPM's score of the partial solution up to here
     terminal: bool = False
-    reward: float | None = None  # +1 / -1 (or the PPM's score at inference)
+    end: str | None = None  # why terminal: one of ENDS
+    reward: float | None = None  # the value it was given when it ended (+1 / -1, or the PPM's score)
     answer: str | None = None
     correct: bool | None = None
     errors_in_a_row: int = 0
@@ -33,10 +44,13 @@ class Node:
 
     @property
     def value(self) -> float:
-        """Q: the mean backed-up reward; the PPM score counts as one prior visit."""
-        if self.ppm is not None:
-            return (self.q + self.ppm) / (self.n + 1)
+        """Q: the mean of the values this node was updated with; 0 unvisited."""
         return self.q / self.n if self.n else 0.0
+
+    def update(self, value: float) -> None:
+        """One visit with this value, this node only."""
+        self.q += value
+        self.n += 1
 
 
 @dataclass(slots=True)
@@ -71,10 +85,9 @@ class Tree:
         return out[::-1]
 
     def backpropagate(self, node: Node, reward: float) -> None:
-        """Add the reward to q and one visit to n of every node from `node` to the root."""
+        """One visit with this reward for every node from `node` to the root."""
         while True:
-            node.q += reward
-            node.n += 1
+            node.update(reward)
             if node.parent is None:
                 return
             node = self.nodes[node.parent]
@@ -106,4 +119,5 @@ def tree_from_record(record: dict) -> Tree:
                 nodes=nodes)
 
 
-__all__ = ["Node", "Tree", "tree_to_record", "tree_from_record", "STEP", "FINAL_CODE", "FINAL_ANSWER"]
+__all__ = ["Node", "Tree", "tree_to_record", "tree_from_record", "STEP", "FINAL_CODE", "FINAL_ANSWER",
+           "ENDS", "FAILED_ENDS", "ANSWERED", "INVALID", "CODE_ERRORS", "TOO_DEEP", "EXHAUSTED"]
