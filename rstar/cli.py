@@ -269,7 +269,8 @@ def evolve(
 
 def _evolve_table(rounds: list[dict]) -> Table:
     table = Table(title="held-out accuracy per round")
-    for col in ("round", "greedy", "majority@N", "PPM best-of-N", "PPM pair acc.", "wall s"):
+    for col in ("round", "greedy", "majority@N", "PPM best-of-N", "PPM-guided", "PPM pair acc.", "other set",
+                "wall s"):
         table.add_column(col)
     for m in rounds:
         e = m["eval"]
@@ -278,8 +279,11 @@ def _evolve_table(rounds: list[dict]) -> Table:
             return "-" if result is None else f"{result['accuracy']:.0%} ({result['correct']}/{e['problems']})"
 
         ppm = (m.get("ppm_train") or {}).get("eval_pairwise_accuracy")
+        extra = e.get("extra")
         table.add_row(str(m["round"]), cell(e["greedy"]), cell(e["majority"]), cell(e["best_of_n"]),
-                      "-" if ppm is None else f"{ppm:.0%}", f"{sum(m['seconds'].values()):.0f}")
+                      cell(e.get("guided")), "-" if ppm is None else f"{ppm:.0%}",
+                      "-" if extra is None else f"{extra['accuracy']:.0%} ({extra['correct']}/{extra['problems']})",
+                      f"{sum(m['seconds'].values()):.0f}")
     return table
 
 

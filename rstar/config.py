@@ -67,6 +67,10 @@ class EvolveSettings:
     heldout: str = field(default="gsm8k", metadata={"help": "held-out evaluation set, never trained on"})
     heldout_size: int = field(default=50, metadata={"help": "first N held-out problems (0: all)"})
     eval_n: int = field(default=8, metadata={"help": "samples for PPM best-of-N vs majority vote"})
+    extra_heldout: str = field(default="", metadata={
+        "help": "a second held-out set, greedy accuracy per round: problems the pool's generator did not "
+                "write (gsm8k_simple beside arith_test), to tell arithmetic from templates ('': none)"})
+    extra_heldout_size: int = field(default=0, metadata={"help": "first N problems of extra_heldout (0: all)"})
     bootstrap: str = field(default="", metadata={"help": "round 1 searches with this model ('': engine.model)"})
     bootstrap_rollouts: int = field(default=0, metadata={"help": "round 1's MCTS rollouts (0: mcts.rollouts)"})
     bootstrap_errors_threshold: int = field(default=2, metadata={
@@ -128,7 +132,7 @@ class RunConfig:
             raise ValueError("evolve.policy_from must be base or previous; evolve.data all or round")
         if ev.tuned_engine not in ("", "auto", "hf", "vllm"):
             raise ValueError(f"evolve.tuned_engine must be '', auto, hf or vllm, not {ev.tuned_engine!r}")
-        if ev.rounds < 1 or ev.eval_n < 1 or ev.unsolved_from < 1 or min(ev.pool_size, ev.heldout_size, ev.unsolved_rollouts, ev.max_pairs, ev.bootstrap_rollouts) < 0:
+        if ev.rounds < 1 or ev.eval_n < 1 or ev.unsolved_from < 1 or min(ev.pool_size, ev.heldout_size, ev.extra_heldout_size, ev.unsolved_rollouts, ev.max_pairs, ev.bootstrap_rollouts) < 0:
             raise ValueError("evolve.rounds, eval_n and unsolved_from must be >= 1; sizes, rollouts, pairs >= 0")
 
     def to_dict(self) -> dict:

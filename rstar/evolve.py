@@ -41,6 +41,15 @@ class EvolveError(ValueError):
     """A work folder that cannot be continued; nothing in it was changed."""
 
 
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+    """The held-out set, and the second one of problems the pool's generator
+    did not write (greedy only; may be empty)."""
+
+    main: list[Problem]
+    extra: list[Problem]
+
+
 def evolve(workdir: Path, config: RunConfig, preset: str, log=print) -> dict:
     """Run (or continue) `config.evolve.rounds` rounds in `workdir`; returns the
     metrics of every round, round 0 (the base policy) first."""
@@ -51,9 +60,12 @@ def evolve(workdir: Path, config: RunConfig, preset: str, log=print) -> dict:
     claim_workdir(workdir, config, preset)
     pool = load_problems(ev.pool, ev.pool_size or None)
     heldout = load_problems(ev.heldout, ev.heldout_size or None)
-    shared = {p.question for p in pool} & {p.question for p in heldout}
-    if shared:
-        raise EvolveError(f"the held-out set {ev.heldout} shares {len(shared)} questions with the pool {ev.pool}")
+    extra = load_problems(ev.extra_heldout, ev.extra_heldout_size or None) if ev.extra_heldout else []
+    for name, held in ((ev.heldout, heldout), (ev.extra_heldout, extra)):
+        shared = {p.question for p in pool} & {p.question for p in held}
+        if shared:
+            raise EvolveError(f"the held-out set {name} shares {len(shared)} questions with the pool {ev.pool}")
+    heldout = HeldOut(heldout, extra)
 
     # Read every finished round first: a damaged one stops the run before anything is written.
     finished = [_read_done(workdir / f"round-{k}") for k in range(ev.rounds + 1)]
@@ -106,7 +118,7 @@ def claim_workdir(workdir: Path, config: RunConfig, preset: str) -> None:
     _write_json(spec, mine)
 
 
-def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem], config: RunConfig,
+def run_round(k: int, folder: Path, pool: list[Problem], heldout: HeldOut, config: RunConfig,
               history: list[dict], workdir: Path, kept: KeptEngine, log) -> dict:
     ev = config.evolve
     previous = history[-1]
@@ -189,12 +201,14 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: list[Problem],
     return metrics
 
 
-def evaluate_heldout(folder: Path, heldout: list[Problem], config: RunConfig, policy: str,
+def evaluate_heldout(folder: Path, held: HeldOut, config: RunConfig, policy: str,
                      tuned: bool, ppm: str | None, kept: KeptEngine, log) -> dict:
     """Greedy accuracy, and N samples judged by majority vote and (with a PPM)
-    by the PPM, on the held-out set; with the curves against N."""
+    by the PPM, on the held-out set; with the curves against N; PPM-guided
+    search; greedy accuracy on the second held-out set."""
     ev = config.evolve
     cfg = _with_policy(config, policy, tuned)
+    heldout = held.main
     log(f"  held-out: greedy on {len(heldout)} problems")
     greedy = evaluate(heldout, "greedy", 1, folder / "greedy", cfg, on_batch=_counter("    greedy:", log),
                       kept=kept)
@@ -211,6 +225,13 @@ def evaluate_heldout(folder: Path, heldout: list[Problem], config: RunConfig, po
                           on_batch=_counter(f"    {mode}:", log), kept=kept)
         guided = {"mode": mode, "correct": result["correct"], "accuracy": result["accuracy"],
                   "pass": result["pass_at_n"]}
+    extra = None
+    if held.extra:
+        log(f"  {ev.extra_heldout}: greedy on {len(held.extra)} problems")
+        result = evaluate(held.extra, "greedy", 1, folder / "extra", cfg, on_batch=_counter("    extra:", log),
+                          kept=kept)
+        extra = {"set": ev.extra_heldout, "problems": len(held.extra), "correct": result["correct"],
+                 "accuracy": result["accuracy"]}
     ids = {p.id for p in heldout}
     rows = [r for r in read_jsonl(folder / "sample" / "answers.jsonl") if r["id"] in ids]
     return {
@@ -220,6 +241,7 @@ def evaluate_heldout(folder: Path, heldout: list[Problem], config: RunConfig, po
         "majority": {"correct": sample["majority_correct"], "accuracy": sample["majority_accuracy"]},
         "best_of_n": ({"correct": sample["correct"], "accuracy": sample["accuracy"]} if ppm else None),
         "guided": guided,
+        "extra": extra,
         "pass_at_n": sample["pass_at_n"],
         "curve": sample_curves(rows, ev.eval_n, with_ppm=ppm is not None),
         "answer_pairs": answer_pair_accuracy(rows) if ppm else None,
@@ -273,7 +295,7 @@ def q_histogram(trees, bins: int = 20) -> dict:
 
 # -- helpers -------------------------------------------------------------------
 
-def _round_zero(folder: Path, heldout: list[Problem], config: RunConfig, kept: KeptEngine, log) -> dict:
+def _round_zero(folder: Path, heldout: HeldOut, config: RunConfig, kept: KeptEngine, log) -> dict:
     log(f"round 0: evaluating the base policy {config.engine.model}")
     seconds = _Seconds(folder / "seconds.json")
     with seconds.phase("eval"):

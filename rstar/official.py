@@ -31,6 +31,7 @@ def pairs_to_official(pairs: list[dict]) -> list[dict]:
 
 def sft_from_official(row: dict, index: int) -> dict:
     """One official SFT row as ours (prompt, response)."""
+    _strings(row, "query", "response")
     return {"id": f"official-{index}", "question": row["query"], "prompt": sft_prompt(row["query"]),
             "response": row["response"]}
 
@@ -38,9 +39,15 @@ def sft_from_official(row: dict, index: int) -> dict:
 def pair_from_official(row: dict, index: int) -> dict:
     """One official PPM row as ours; pairs of one question share an id (the
     prompt up to the assistant's turn), so held-out pairs are split by problem."""
+    _strings(row, "prompt", "pos", "neg")
     question = row["prompt"].split(ASSISTANT, 1)[0]
     return {"id": question, "kind": "step", "prefix": row["prompt"], "positive": row["pos"],
             "negative": row["neg"], "pos_count": row.get("pos_count", 1), "neg_count": row.get("neg_count", 1)}
+
+
+def _strings(row: dict, *keys: str) -> None:
+    if not all(isinstance(row[k], str) and row[k] for k in keys):
+        raise TypeError(f"{', '.join(keys)} must be non-empty strings")
 
 
 def is_official(row: dict) -> bool:

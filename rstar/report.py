@@ -24,9 +24,9 @@ def write_report(workdir: Path, rounds: list[dict], config: RunConfig, preset: s
         "",
         "## Held-out accuracy per round",
         "",
-        "| round | policy | greedy | majority@N | PPM best-of-N | pass@N | PPM pair acc. (held-out pairs) "
-        "| PPM pair acc. (held-out problems) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| round | policy | greedy | majority@N | PPM best-of-N | PPM-guided search | pass@N "
+        "| PPM pair acc. (held-out pairs) | PPM pair acc. (held-out problems) | greedy, other set |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in rounds:
         e = m["eval"]
@@ -35,8 +35,10 @@ def write_report(workdir: Path, rounds: list[dict], config: RunConfig, preset: s
         lines.append(
             f"| {m['round']} | {_short(m['policy'])} | {_count(e['greedy'], e['problems'])} "
             f"| {_count(e['majority'], e['problems'])} | {_count(e['best_of_n'], e['problems'])} "
+            f"| {_guided(e.get('guided'), e['problems'])} "
             f"| {e['pass_at_n']:.0%} | {_pct(ppm_train.get('eval_pairwise_accuracy'))}"
-            f"{_n(ppm_train.get('eval_pairs'))} | {_pct(pairs.get('accuracy'))}{_n(pairs.get('pairs'))} |")
+            f"{_n(ppm_train.get('eval_pairs'))} | {_pct(pairs.get('accuracy'))}{_n(pairs.get('pairs'))} "
+            f"| {_extra(e.get('extra'))} |")
     lines += ["", *(f"![{name}](plots/{name}.png)" for name in images), ""]
     for m in rounds[1:]:
         lines += _round_section(m)
@@ -57,11 +59,19 @@ def _round_section(m: dict) -> list[str]:
         ("problems solved in search", f"{s['solved']}/{s['problems']}"),
         ("nodes (steps that failed to run)", f"{s['nodes']} ({s['steps_failed']})"),
         ("SFT examples / PPM pairs", f"{m['sft_examples']} / {m['ppm_pairs']}"),
+        ("step pairs considered / dropped (not better, margin, near-identical)", _pair_counts(m.get("pair_counts"))),
         ("policy training", f"{pt['steps']} steps, loss {pt['train_loss']:.3f}" if pt else "not trained (no data)"),
         ("PPM training", f"{mt['steps']} steps, loss {mt['train_loss']:.3f}" if mt else "not trained (too few pairs)"),
     ]
     rows += [(f"wall s: {phase}", f"{sec:.0f}") for phase, sec in m["seconds"].items()]
     return [f"## Round {m['round']}", "", "| | |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows), ""]
+
+
+def _pair_counts(c: dict | None) -> str:
+    if not c:
+        return "–"
+    return (f"{c.get('considered', 0)} / {c.get('not_better', 0)}, {c.get('small_margin', 0)}, "
+            f"{c.get('similar', 0)}")
 
 
 def _plots(folder: Path, rounds: list[dict]) -> list[str]:
@@ -74,8 +84,9 @@ def _plots(folder: Path, rounds: list[dict]) -> list[str]:
     ks = [m["round"] for m in rounds]
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for key, label in (("greedy", "greedy"), ("majority", "majority@N"), ("best_of_n", "PPM best-of-N")):
-        ys = [m["eval"][key]["accuracy"] if m["eval"][key] else None for m in rounds]
+    for key, label in (("greedy", "greedy"), ("majority", "majority@N"), ("best_of_n", "PPM best-of-N"),
+                       ("guided", "PPM-guided search")):
+        ys = [m["eval"][key]["accuracy"] if m["eval"].get(key) else None for m in rounds]
         pts = [(k, y) for k, y in zip(ks, ys) if y is not None]
         if pts:
             ax.plot(*zip(*pts), marker="o", label=label)
@@ -144,6 +155,14 @@ def _save(fig, folder: Path, name: str) -> str:
 
 def _count(result: dict | None, total: int) -> str:
     return "–" if result is None else f"{result['accuracy']:.0%} ({result['correct']}/{total})"
+
+
+def _guided(result: dict | None, total: int) -> str:
+    return "–" if result is None else f"{result['mode']}: {_count(result, total)}"
+
+
+def _extra(result: dict | None) -> str:
+    return "–" if result is None else f"{result['set']}: {_count(result, result['problems'])}"
 
 
 def _pct(x) -> str:

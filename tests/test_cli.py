@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from rstar.cli import app
 from rstar.runs import read_trees
 from rstar.search.expand import program_steps
+from rstar.search.tree import ANSWERED, FAILED_ENDS
 from rstar.steps import FINAL_CODE, STEP
 
 runner = CliRunner()
@@ -42,14 +43,18 @@ def test_tree_invariants(searched, sb):
     assert [t.problem_id for t in trees] == ["t0", "t1", "t2"]
     code_nodes = []
     for t in trees:
-        assert t.root.n == 6
-        for node in t.nodes:
-            child_visits = sum(t.nodes[c].n for c in node.children)
-            assert node.n == child_visits + (node.n if node.terminal else 0)
-            if node.terminal:
-                assert node.reward in (1.0, -1.0)
-            if node.step and node.step.kind in (STEP, FINAL_CODE):
-                code_nodes.append((t, node))
+        answers_below = {}
+        for node in reversed(t.nodes):  # every answer backed up once, through all its ancestors
+            own = [node] if node.end == ANSWERED else []
+            below = own + [a for c in node.children for a in answers_below[c]]
+            answers_below[node.id] = below
+            if node.end in FAILED_ENDS:
+                assert (node.q, node.n, node.reward) == (-1.0, 1, -1.0) and not node.children
+            elif node.end != ANSWERED:
+                assert node.n == len(below) and node.q == pytest.approx(sum(a.reward for a in below))
+            else:
+                assert node.reward in (1.0, -1.0) and node.n == 1 and node.correct == (node.reward == 1.0)
+        code_nodes += [(t, n) for n in t.nodes if n.step and n.step.kind in (STEP, FINAL_CODE)]
     assert code_nodes, "the tiny model wrote no code step"
     rerun = sb.run_batch([program_steps(t, n) for t, n in code_nodes])
     assert [r.status.value for r in rerun] == [n.status for _, n in code_nodes]
@@ -150,7 +155,9 @@ def test_ppm_augmented_search(tmp_path, tiny_ppm):
     for t in read_trees(out / "trees.jsonl"):
         scored = [n for n in t.nodes if n.step is not None]
         assert scored and all(n.ppm is not None and -1 <= n.ppm <= 1 for n in scored)
-        assert all(n.reward in (1.0, -1.0) for n in t.nodes if n.terminal)  # ground truth decides
+        # the ground truth decides answers; the PPM's score is a new node's first visit
+        assert all(n.reward in (1.0, -1.0) for n in t.nodes if n.terminal and n.end != "exhausted")
+        assert all((n.q, n.n) == (n.ppm, 1) for n in scored if not n.terminal and not n.children)
 
 
 @pytest.mark.parametrize("mode", ["bon", "beam", "mcts"])
@@ -190,3 +197,42 @@ def test_extract_from_searched_trees(searched, tmp_path):
     result = runner.invoke(app, ["extract", "nope", "--trees", str(out / "trees.jsonl"),
                                  "--out", str(tmp_path / "x.jsonl")])
     assert result.exit_code == 2
+
+
+def test_a_fine_tuned_policy_is_prompted_as_it_was_trained(tmp_path):
+    """`--policy DIR` takes the prompt style recorded in DIR (the SFT prompt for
+    policies we fine-tune), unless expand.prompt_style is given."""
+    import shutil
+
+    from rstar.cli import _config
+    from rstar.llm.models import resolve_model
+    from rstar.prompts import record_prompt_style
+
+    policy = tmp_path / "policy"
+    shutil.copytree(resolve_model("tiny"), policy)
+    record_prompt_style(policy, "sft")
+    assert _config("cpu-demo", [], None).expand.prompt_style == "chat"
+    assert _config("cpu-demo", [], str(policy)).expand.prompt_style == "sft"
+    assert _config("cpu-demo", ["expand.prompt_style=plain"], str(policy)).expand.prompt_style == "plain"
+    record_prompt_style(policy, "plain")  # end to end: the search records what it used
+    problems = problems_file(tmp_path / "p.jsonl", PAIRS[:1])
+    result = runner.invoke(app, ["search", "--problems", str(problems), "--out", str(tmp_path / "out"),
+                                 "--preset", "tiny", "--policy", str(policy), "mcts.rollouts=1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["expand"]["prompt_style"] == "plain"
+
+
+def test_eval_mcts_runs_and_votes(tmp_path, tiny_ppm):
+    problems = problems_file(tmp_path / "p.jsonl", PAIRS[:2])
+    out = tmp_path / "mcts"
+    result = runner.invoke(app, ["eval", "--dataset", str(problems), "--mode", "mcts", "--runs", "3",
+                                 "--top-k", "2", "--ppm", str(tiny_ppm), "--preset", "tiny", "--out", str(out),
+                                 "mcts.rollouts=2"])
+    assert result.exit_code == 0, result.output
+    assert "3 runs x 2 rollouts, top-2 vote" in result.output
+    rows = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    for row in rows:
+        assert len(row["runs"]) <= 3 and all(r["value"] is not None for r in row["runs"])
+        best = sorted(row["runs"], key=lambda r: -r["value"])[:2]
+        assert row["answer"] in ({r["answer"] for r in best} or {None})
+    assert json.loads((out / "metrics.json").read_text())["n"] == 3

@@ -63,6 +63,19 @@ def test_evolve_tiny_end_to_end(evolved):
     spec = json.loads((evolved / "round-2" / "config.json").read_text())
     assert spec["search_model"] == first["policy"] == str((evolved / "round-1" / "policy").resolve())
     assert spec["ppm"] == first["ppm"] and spec["search"]["expand"]["prompt_style"] == "sft"
+    # round 1 is terminal-guided with the bootstrap's code-error threshold; later rounds use 1
+    spec1 = json.loads((evolved / "round-1" / "config.json").read_text())
+    assert spec1["ppm"] is None and spec1["search"]["expand"]["errors_threshold"] == 2
+    assert spec["search"]["expand"]["errors_threshold"] == 1
+    # every rule of the pair extraction is counted; the kept ones are the pairs written
+    assert first["pair_counts"]["kept"] + first["pair_counts"].get("answer_kept", 0) >= first["ppm_pairs"]
+    # each round with a PPM is also evaluated with PPM-guided search, and on the second held-out set
+    for m in rounds:
+        assert m["eval"]["extra"]["problems"] == 4 and m["eval"]["extra"]["set"] == "toy_test"
+        guided = m["eval"]["guided"]
+        assert (guided is None) == (m["ppm"] is None)
+        if guided:
+            assert guided["mode"] == "mcts" and 0 <= guided["accuracy"] <= guided["pass"] <= 1
     # Round 1 has its own rollout count; then problems no earlier round solved get more.
     first_trees = (evolved / "round-1" / "search" / "trees.jsonl").read_text().splitlines()
     assert {json.loads(line)["config"]["mcts"]["rollouts"] for line in first_trees} == {4}

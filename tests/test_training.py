@@ -200,3 +200,63 @@ def test_resume_passes_over_a_checkpoint_cut_short(tmp_path):
         if complete:
             (folder / "trainer_state.json").write_text("{}")
     assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+
+
+def test_score_is_tanh_of_the_head_over_the_scale(trained_ppm):
+    folder, _ = trained_ppm
+    texts = ["<|user|>\nWhat is 5 and 3?\n<|assistant|>\n<code>\nx = 5 * 3\n<end_of_step>"]
+    raw = PPMScorer(str(folder)).raw(texts)
+    for scale in (1.0, 5.0):
+        assert PPMScorer(str(folder), scale=scale).score(texts) == pytest.approx((raw / scale).tanh().tolist())
+
+
+def test_a_ppm_saved_the_reference_way_loads_and_scores_at_the_last_token(tmp_path):
+    """A causal LM folder with value_head.bin (train/save_rm.py's layout): the
+    head on the last real token's final hidden state, tanh(v / 5)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    policy = resolve_model("tiny")
+    lm = AutoModelForCausalLM.from_pretrained(policy)
+    lm.save_pretrained(tmp_path / "rm")
+    AutoTokenizer.from_pretrained(policy).save_pretrained(tmp_path / "rm")
+    torch.manual_seed(0)
+    weight, bias = torch.randn(1, lm.config.hidden_size), torch.randn(1)
+    torch.save({"v_head.summary.weight": weight, "v_head.summary.bias": bias}, tmp_path / "rm" / "value_head.bin")
+    scorer = PPMScorer(str(tmp_path / "rm"))
+    assert scorer.reference_layout
+    texts = ["x = 1 * 3<end_of_step>", "a longer text to pad against: x = 1 / 0<end_of_step>"]
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    expected = []
+    with torch.no_grad():
+        for t in texts:
+            ids = tokenizer(t, return_tensors="pt", add_special_tokens=False)
+            hidden = lm(**ids, output_hidden_states=True).hidden_states[-1][0, -1]
+            expected.append(torch.tanh((hidden @ weight[0] + bias[0]) / 5).item())
+    assert scorer.score(texts) == pytest.approx(expected, abs=1e-5)
+    torch.save({"v_head.other.weight": weight}, tmp_path / "rm" / "value_head.bin")
+    with pytest.raises(ValueError, match="expected a linear value head"):
+        PPMScorer(str(tmp_path / "rm"))
+
+
+def test_training_from_the_reference_data_files(tmp_path):
+    """The released formats (JSON arrays of {query, response} and {prompt, pos,
+    neg, pos_count, neg_count}) train both models; the policy folder records
+    its prompt style."""
+    from rstar.prompts import prompt_style_of, sft_prompt
+
+    sft = [{"query": f"What is {i} and 3?", "response": f"<code>\n# Step 1: compute\nx = {i} * 3\n<end_of_step>"}
+           for i in range(12)]
+    (tmp_path / "sft.json").write_text(json.dumps(sft, indent=4))
+    m = train_policy(tmp_path / "sft.json", tmp_path / "policy",
+                     PolicyTrainConfig(**{**SFT_CFG.__dict__, "epochs": 1.0}), progress=False)
+    assert m["examples"] == 12 and m["steps"] > 0
+    assert prompt_style_of(str(tmp_path / "policy")) == "sft" == prompt_style_of(str(tmp_path / "policy" / "adapter"))
+    pairs = [{"prompt": sft_prompt(f"What is {i} and 3?"), "pos": f"<code>\nx = {i} * 3\n<end_of_step>",
+              "neg": f"<code>\nx = {i} / 0\n<end_of_step>", "pos_count": 2, "neg_count": 2} for i in range(12)]
+    (tmp_path / "rm.json").write_text(json.dumps(pairs, indent=4))
+    m = train_ppm(tmp_path / "rm.json", tmp_path / "ppm",
+                  PPMTrainConfig(**{**PPM_CFG.__dict__, "epochs": 1.0}), progress=False)
+    assert m["pairs"] == 12 and m["eval_pairs"] >= 1 and m["train_pairs"] + m["eval_pairs"] == 12
+    (tmp_path / "bad.json").write_text('[{"query": 3, "response": "x"}]')
+    with pytest.raises(DataFileError, match="record 1"):
+        train_policy(tmp_path / "bad.json", tmp_path / "p2", SFT_CFG, progress=False)

@@ -57,7 +57,7 @@ PACKAGED: dict[str, PackagedModel] = {
 ALIASES = {"default": DEFAULT_MODEL}
 TINY = "tiny"  # rstar.llm.tiny's model, trained offline on the step format on first use
 TINY_TRAIN_STEPS = 1000  # enough to copy the output into the answer, often
-TINY_FORMAT = "sft2"  # bump when the prompt or step format it is trained on changes
+TINY_FORMAT = "sft3"  # bump when the prompt or step format it is trained on changes
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

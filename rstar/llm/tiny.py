@@ -21,9 +21,14 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Solutions in the step format: `train_steps` > 0 teaches the tiny model to
 # write them (a few seconds on a CPU), so a search with it runs real steps.
 SOLUTIONS = [
-    "{q}<code>\n# Step 1: compute\nx = {a} * {b}\n<end_of_step>\n\n"
+    "{q}<code>\n# Step 1: multiply the two numbers together\nx = {a} * {b}\n<end_of_step>\n\n"
     "# Now print the final answer\nprint(x)\n<end_of_code>\n<output>{ab}<end_of_output>\n"
     "<answer>The answer is \\boxed{{{ab}}}<end_of_answer><|endoftext|>",
+    # a wrong answer (the sum): step pairs for the PPM
+    "{q}<code>\n# Step 1: add them up\ny = {a} + {b}\n<end_of_step>\n\n"
+    "# Now print the final answer\nprint(y)\n<end_of_code>\n<output>{a_b}<end_of_output>\n"
+    "<answer>\\boxed{{{a_b}}}<end_of_answer><|endoftext|>",
+    # a step that fails to run
     "{q}<code>\n# Step 1: add\ny = {a} + {b}\n<end_of_step>\n\n"
     "# Step 2: oops\nz = y / 0\n<end_of_step>\n\n"
     "# Now print the final answer\nprint(y)\n<end_of_code>\n<output>{a_b}<end_of_output>\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rstar.grading import is_equivalent
 from rstar.search.expand import Context, expand
-from rstar.search.tree import ANSWERED, Node, Tree
+from rstar.search.tree import ANSWERED, EXHAUSTED, Node, Tree
 
 
 def run_chains(trees: list[Tree], ctx: Context, n: int, temperature: float | None = None) -> None:
@@ -48,9 +48,10 @@ def run_beam(trees: list[Tree], ctx: Context, beam_width: int, per_beam: int) ->
 # -- picking the answer of a tree -------------------------------------------
 
 def terminals(tree: Tree) -> list[Node]:
-    """Terminal nodes in sampling order: by the root child they descend from,
-    then by id. Every answer picker breaks ties in this order."""
-    ends = [n for n in tree.nodes if n.terminal]
+    """The nodes where a solution ended (answers and failures; not the nodes
+    MCTS found exhausted), in sampling order: by the root child they descend
+    from, then by id. Every answer picker breaks ties in this order."""
+    ends = [n for n in tree.nodes if n.terminal and n.end != EXHAUSTED]
     return sorted(ends, key=lambda n: (tree.path(n)[0].id, n.id))
 
 
