@@ -89,7 +89,8 @@ class EvolveSettings:
         "help": "base: every round fine-tunes engine.model; previous: the previous round's policy"})
     data: str = field(default="all", metadata={
         "help": "all: train on every round's trees so far; round: on this round's only"})
-    tuned_prompt_style: str = field(default="sft", metadata={"help": "prompt style of fine-tuned policies"})
+    tuned_prompt_style: str = field(default="sft", metadata={
+        "help": "prompt style of fine-tuned policies whose folder records none (ours record theirs)"})
     tuned_int8: bool = field(default=False, metadata={
         "help": "engine.int8 for fine-tuned policies too (off: on the 135M model it erased what LoRA taught)"})
     tuned_engine: str = field(default="", metadata={

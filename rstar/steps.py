@@ -46,13 +46,16 @@ class Step:
     code: str = ""
 
 
-def parse_step(completion: str, stop_reason: str) -> Step | None:
+def parse_step(completion: str, stop_reason: str, unended_as_code: bool = True) -> Step | None:
     """A generated step, or None when it is no step.
 
     As in the reference, a generation with "boxed" in it is an answer,
-    whatever stopped it; otherwise it is a code step if it stopped at
-    `<end_of_step>` or `<end_of_code>`. Anything else (the token limit, EOS,
-    `<end_of_answer>` without a boxed answer) is no valid step.
+    whatever stopped it; one that stopped at `<end_of_code>` is the final code
+    step, and anything else is a code step: the reference runs every other
+    generation as code, so one cut by the token limit or by EOS, or an
+    `<end_of_answer>` without a boxed answer, runs (and usually fails), and an
+    empty one is a step that does nothing. With `unended_as_code=False`, a
+    generation that stopped at no code tag is no step (None).
 
     >>> parse_step("\\n\\n# Step 2: add\\nx = 1 + 2\\n", "<end_of_step>").code
     '# Step 2: add\\nx = 1 + 2'
@@ -60,12 +63,12 @@ def parse_step(completion: str, stop_reason: str) -> Step | None:
     tag = stop_reason if stop_reason in STOP else ""
     if "boxed" in completion:
         return Step(FINAL_ANSWER, completion + tag)
-    if stop_reason in (END_STEP, END_CODE):
-        code = completion.lstrip()
-        code = code[len(CODE):] if code.startswith(CODE) else completion
-        kind = STEP if stop_reason == END_STEP else FINAL_CODE
-        return Step(kind, completion + stop_reason, code.strip("\n"))
-    return None
+    if stop_reason not in (END_STEP, END_CODE) and not unended_as_code:
+        return None
+    code = completion.lstrip()
+    code = code[len(CODE):] if code.startswith(CODE) else completion
+    kind = FINAL_CODE if stop_reason == END_CODE else STEP
+    return Step(kind, completion + tag, code.strip("\n"))
 
 
 def observation(stdout: str, max_chars: int = 1024) -> str:

@@ -20,9 +20,15 @@ def test_boxed_makes_an_answer_whatever_stopped_it():
     assert ans == Step(FINAL_ANSWER, "\n<answer>The answer is \\boxed{16}<end_of_answer>")
     assert parse_step("# the answer is \\boxed{16}\n", END_STEP).kind == FINAL_ANSWER
     assert parse_step("so \\boxed{16} and more", "length").text == "so \\boxed{16} and more"
-    assert parse_step("<answer>no answer here", END_ANSWER) is None
-    assert parse_step("x = 1", "length") is None
-    assert parse_step("x = 1", "eos") is None
+
+
+def test_any_other_generation_runs_as_code_as_in_the_reference():
+    assert parse_step("", "eos") == Step(STEP, "", "")  # a step that does nothing
+    assert parse_step("x = 1", "length") == Step(STEP, "x = 1", "x = 1")
+    assert parse_step("\n<answer>no answer here", END_ANSWER) == Step(
+        STEP, "\n<answer>no answer here<end_of_answer>", "<answer>no answer here")
+    for text, reason in (("", "eos"), ("x = 1", "length"), ("<answer>none", END_ANSWER)):
+        assert parse_step(text, reason, unended_as_code=False) is None
 
 
 def test_observation_as_the_reference_writes_it():

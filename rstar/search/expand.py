@@ -31,6 +31,11 @@ class ExpandConfig:
     errors_threshold: int = field(default=1, metadata={
         "help": "consecutive steps that fail to run before a path ends (-1 on the node): the reference's 1 "
                 "in later rounds and at inference; evolve.bootstrap_errors_threshold (2) applies in round 1"})
+    unended: str = field(default="code", metadata={
+        "help": "a generation that holds no boxed answer and stopped at no code tag (EOS, the token limit, "
+                "<end_of_answer> without an answer): code runs it as a step, as the reference does (an empty "
+                "one is a step that does nothing and lets the next sample try again); invalid ends the path "
+                "with -1 on the node"})
     single_answer: bool = field(default=True, metadata={
         "help": "when any candidate of an expansion stops at <end_of_answer>, keep only the first of those "
                 "and drop the rest, as the reference does (an answer follows from the program's output); "
@@ -48,6 +53,8 @@ class ExpandConfig:
         if self.prompt_style not in PROMPT_STYLES:
             raise ValueError(f"expand.prompt_style must be one of {', '.join(PROMPT_STYLES)}, "
                              f"not {self.prompt_style!r}")
+        if self.unended not in ("code", "invalid"):
+            raise ValueError(f"expand.unended must be code or invalid, not {self.unended!r}")
         if self.errors_threshold < 1 or self.max_depth < 1:
             raise ValueError("expand.errors_threshold and expand.max_depth must be >= 1")
 
@@ -146,7 +153,7 @@ def expand(jobs: list[tuple[Tree, Node]], ctx: Context, n: int | None = None,
             if key in seen:
                 seen[key].samples += 1  # identical candidates are one child that counts them
                 continue
-            step = parse_step(c.text, c.stop_reason) or Step(INVALID, c.text)
+            step = parse_step(c.text, c.stop_reason, cfg.unended == "code") or Step(INVALID, c.text)
             seen[key] = tree.add(node, step)
             new.append((tree, seen[key]))
 
