@@ -174,6 +174,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--workdir", default="runs/ppm-bench")
     parser.add_argument("--pool-size", type=int, default=120)
     parser.add_argument("--rollouts", type=int, default=8)
+    parser.add_argument("--candidates", type=int, default=None, help="per expansion (default: the preset's)")
+    parser.add_argument("--searcher", default=None, help="search model (default: the cpu-demo's bootstrap)")
     parser.add_argument("--heldout-size", type=int, default=60)
     parser.add_argument("--guided-size", type=int, default=30, help="held-out problems for beam / MCTS")
     parser.add_argument("--n", type=int, default=16, help="samples per held-out problem")
@@ -181,22 +183,25 @@ def main(argv=None) -> dict:
     parser.add_argument("--ppm-base", default="policy", help="policy (the SFT policy) or a model name")
     parser.add_argument("--ppm-epochs", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", default="cpu-demo", help="cpu-demo (tiny: a smoke run of the script)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "ppm.json"))
-    parser.add_argument("overrides", nargs="*", help="cpu-demo preset overrides, section.key=value")
+    parser.add_argument("overrides", nargs="*", help="preset overrides, section.key=value")
     args = parser.parse_args(argv)
     os.environ["HF_HUB_OFFLINE"] = "1"
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    config = load_config("cpu-demo", args.overrides)
+    config = load_config(args.preset, args.overrides)
     ev = config.evolve
     seconds: dict[str, float] = {}
 
     # 1. search, as the demo's round 1 (bootstrap model, its errors threshold), scaled up
     t0 = time.perf_counter()
     pool = load_problems(ev.pool, args.pool_size)
-    search_cfg = _with_policy(config, ev.bootstrap, False)
+    searcher = args.searcher or ev.bootstrap or config.engine.model
+    search_cfg = _with_policy(config, searcher, bool(args.searcher))
     search_cfg = dataclasses.replace(
-        search_cfg, expand=dataclasses.replace(search_cfg.expand, errors_threshold=ev.bootstrap_errors_threshold),
+        search_cfg, expand=dataclasses.replace(search_cfg.expand, errors_threshold=ev.bootstrap_errors_threshold,
+                                               candidates=args.candidates or search_cfg.expand.candidates),
         mcts=dataclasses.replace(search_cfg.mcts, rollouts=args.rollouts))
     summary = search_problems(pool, work / "search", search_cfg,
                               on_batch=lambda b: print(f"  searched {len(b)} more", flush=True))
@@ -283,6 +288,7 @@ def main(argv=None) -> dict:
         print(f"| {mode} | {r['problems']} | {pct(r['accuracy'], r['problems'])} |")
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "args": vars(args),
+              "searcher": searcher,
               "search": {k: summary[k] for k in ("problems", "solved", "nodes", "steps_failed")},
               "pairs": {"train": len(train_pairs), "held": len(held_pairs), "counts": split["counts"]},
               "ppm_base": base, "ppm_epochs": ppm_cfg.epochs, "curve": curve, "searches": results,

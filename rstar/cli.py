@@ -161,7 +161,7 @@ def extract(
     """Training data from search trees, as the reference extracts it."""
     import json
 
-    from rstar.extract import PairCounts, ppm_pairs, sft_records
+    from rstar.extract import PairCounts, describe_counts, ppm_pairs, sft_records
     from rstar.official import official_text, pairs_to_official, sft_to_official
     from rstar.runs import read_trees, write_atomic
 
@@ -189,11 +189,7 @@ def extract(
     covered = len({r["id"] for r in records})
     console.print(f"{len(records)} {kind} records from {covered} of {len(loaded)} trees -> {out}")
     if kind == "ppm":
-        console.print("pairs considered / kept / dropped (Q+ <= Q- or continuation, margin, similar): "
-                      f"step {counts['considered']} / {counts['kept']} / {counts['not_better']}, "
-                      f"{counts['small_margin']}, {counts['similar']}; answer {counts['answer_considered']} / "
-                      f"{counts['answer_kept']} / {counts['answer_not_better']}, {counts['answer_small_margin']}, "
-                      f"{counts['answer_similar']}")
+        console.print(describe_counts(counts))
 
 
 @app.command()

@@ -29,7 +29,7 @@ from pathlib import Path
 from rstar.config import RunConfig
 from rstar.data import Problem, load_problems
 from rstar.prompts import prompt_style_of
-from rstar.extract import PairCounts, ppm_pairs, sft_records
+from rstar.extract import PairCounts, describe_counts, ppm_pairs, sft_records
 from rstar.runs import KeptEngine, evaluate, read_jsonl, read_trees, search_problems, write_atomic
 from rstar.search.chains import majority
 
@@ -160,9 +160,7 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: HeldOut, confi
             keep = sorted(random.Random(config.ppm_train.seed).sample(range(len(pairs)), ev.max_pairs))
             pairs = [pairs[i] for i in keep]
         pairs = _write_once(folder / "data" / "ppm.jsonl", pairs)
-    log(f"round {k}: {sft} SFT examples, {pairs} PPM pairs (step pairs considered {counts['considered']}, "
-        f"dropped: {counts['not_better']} not better, {counts['small_margin']} margin < "
-        f"{config.extract.min_q_margin}, {counts['similar']} near-identical)")
+    log(f"round {k}: {sft} SFT examples, {pairs} PPM pairs ({describe_counts(counts)})")
 
     policy_metrics = ppm_metrics = None
     if sft or pairs >= ev.min_pairs:

@@ -51,9 +51,22 @@ class ExtractConfig:
 
 
 class PairCounts(Counter):
-    """Candidate pairs and what each rule dropped: `considered`, `not_better`
-    (Q+ <= Q- or the continuation check), `small_margin`, `similar`, `kept`
-    (step pairs) and the same with an `answer_` prefix for answer pairs."""
+    """Candidate pairs and what each rule dropped: `considered`, `empty` (a
+    side is a step that wrote nothing: an empty generation runs as a no-op
+    step, and such a pair teaches nothing; the reference would keep it),
+    `not_better` (Q+ <= Q- or the continuation check), `small_margin`,
+    `similar`, `kept` (step pairs), and the same with an `answer_` prefix for
+    answer pairs."""
+
+
+def describe_counts(counts: Counter) -> str:
+    """One line: what each rule kept and dropped, step pairs then answer pairs."""
+    parts = []
+    for label, k in (("step pairs", ""), ("answer pairs", "answer_")):
+        parts.append(f"{label}: {counts[k + 'considered']} considered, {counts[k + 'kept']} kept; dropped "
+                     f"{counts[k + 'empty']} empty, {counts[k + 'not_better']} not better, "
+                     f"{counts[k + 'small_margin']} below the margin, {counts[k + 'similar']} near-identical")
+    return "; ".join(parts)
 
 
 def _answers_below(tree: Tree) -> dict[int, tuple[int, int]]:
@@ -149,6 +162,9 @@ def ppm_pairs(tree: Tree, config: ExtractConfig = ExtractConfig(),
 def _filter(config: ExtractConfig, counts: Counter, kind: str, q_pos: float, q_neg: float,
             text_pos: str, text_neg: str, better_continuation) -> bool:
     counts[kind + "considered"] += 1
+    if not text_pos.strip() or not text_neg.strip():  # a generation that wrote nothing teaches nothing
+        counts[kind + "empty"] += 1
+        return False
     if q_pos - q_neg <= 0 or (config.continuation_check and not better_continuation()):
         counts[kind + "not_better"] += 1
         return False

@@ -59,7 +59,8 @@ def _round_section(m: dict) -> list[str]:
         ("problems solved in search", f"{s['solved']}/{s['problems']}"),
         ("nodes (steps that failed to run)", f"{s['nodes']} ({s['steps_failed']})"),
         ("SFT examples / PPM pairs", f"{m['sft_examples']} / {m['ppm_pairs']}"),
-        ("step pairs considered / dropped (not better, margin, near-identical)", _pair_counts(m.get("pair_counts"))),
+        ("step pairs considered / dropped (empty, not better, margin, near-identical)",
+         _pair_counts(m.get("pair_counts"))),
         ("policy training", f"{pt['steps']} steps, loss {pt['train_loss']:.3f}" if pt else "not trained (no data)"),
         ("PPM training", f"{mt['steps']} steps, loss {mt['train_loss']:.3f}" if mt else "not trained (too few pairs)"),
     ]
@@ -70,8 +71,8 @@ def _round_section(m: dict) -> list[str]:
 def _pair_counts(c: dict | None) -> str:
     if not c:
         return "–"
-    return (f"{c.get('considered', 0)} / {c.get('not_better', 0)}, {c.get('small_margin', 0)}, "
-            f"{c.get('similar', 0)}")
+    return (f"{c.get('considered', 0)} / {c.get('empty', 0)}, {c.get('not_better', 0)}, "
+            f"{c.get('small_margin', 0)}, {c.get('similar', 0)}")
 
 
 def _plots(folder: Path, rounds: list[dict]) -> list[str]:

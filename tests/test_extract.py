@@ -173,7 +173,8 @@ def test_extract_command_writes_both_formats_and_counts(tmp_path):
     result = runner.invoke(app, ["extract", "ppm", "--trees", str(tmp_path / "trees.jsonl"),
                                  "--out", str(tmp_path / "rm.json"), "--format", "official"])
     assert result.exit_code == 0, result.output
-    assert "step 5 / 3 / 0, 1, 1" in result.output
+    assert ("step pairs: 5 considered, 3 kept; dropped 0 empty, 0 not better, 1 below the margin, "
+            "1 near-identical") in " ".join(result.output.split())
     rows = json.loads((tmp_path / "rm.json").read_text())
     assert set(rows[0]) == {"prompt", "pos", "neg", "pos_count", "neg_count"} and len(rows) == 6
     result = runner.invoke(app, ["extract", "sft", "--trees", str(tmp_path / "trees.jsonl"),
@@ -188,3 +189,15 @@ def test_extract_command_writes_both_formats_and_counts(tmp_path):
 def test_config_is_frozen():
     cfg = ExtractConfig()
     assert dataclasses.replace(cfg, min_q_margin=0.1).min_q_margin == 0.1
+
+
+def test_a_pair_with_a_step_that_wrote_nothing_is_dropped():
+    B = Builder()
+    good = B.node(None, STEP, "<code>\n# Step 1: the right way to do it\nx = 6 * 7\n", 0.9)
+    B.solved(good, 1.0, 1.0, "42")
+    empty = B.tree.add(B.tree.root, Step(STEP, "", ""))  # an empty generation: a step that does nothing
+    empty.q, empty.n = -1.0, 1
+    B.solved(empty, -1.0, -1.0, "41")
+    counts = PairCounts()
+    assert ppm_pairs(B.tree, ExtractConfig(answer_pairs=0), counts) == []
+    assert counts == {"considered": 1, "empty": 1}
