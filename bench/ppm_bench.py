@@ -47,10 +47,11 @@ from rstar.data import load_problems  # noqa: E402
 from rstar.evolve import _with_policy, majority  # noqa: E402
 from rstar.extract import PairCounts, ppm_pairs, sft_records  # noqa: E402
 from rstar.grading import is_equivalent  # noqa: E402
-from rstar.runs import evaluate, read_jsonl, read_trees, search_context, search_problems, write_atomic  # noqa: E402
+from rstar.runs import (KeptEngine, evaluate, read_jsonl, read_trees, search_context, search_problems,  # noqa: E402
+                        write_atomic)
+from rstar.prompts import sft_prompt  # noqa: E402
 from rstar.search.chains import run_chains, terminals, weight  # noqa: E402
 from rstar.search.expand import partial_solution  # noqa: E402
-from rstar.prompts import sft_prompt  # noqa: E402
 from rstar.search.tree import Tree  # noqa: E402
 
 
@@ -261,10 +262,15 @@ def main(argv=None) -> dict:
     best = curve[-1]["folder"]
     guided_set = heldout[:args.guided_size]
     results = {}
-    for mode, n in (("greedy", 1), ("beam", ev.eval_beam_width), ("mcts", 1)):
-        m = evaluate(guided_set if mode != "greedy" else heldout, mode, n, work / f"eval-{mode}-{tag}", tuned,
-                     ppm=None if mode == "greedy" else best)
-        results[mode] = {"problems": m["problems"], "accuracy": m["accuracy"], "se": se(m["accuracy"], m["problems"])}
+    kept = KeptEngine()  # one engine for the three evaluations
+    try:
+        for mode, n in (("greedy", 1), ("beam", ev.eval_beam_width), ("mcts", 1)):
+            m = evaluate(guided_set if mode != "greedy" else heldout, mode, n, work / f"eval-{mode}-{tag}", tuned,
+                         ppm=None if mode == "greedy" else best, kept=kept)
+            results[mode] = {"problems": m["problems"], "accuracy": m["accuracy"],
+                             "se": se(m["accuracy"], m["problems"])}
+    finally:
+        kept.close()
     greedy_subset = sum(r["correct"] for r in read_jsonl(work / f"eval-greedy-{tag}" / "answers.jsonl")
                         if r["id"] in {p.id for p in guided_set}) / len(guided_set)
     results["greedy_on_guided_subset"] = {"problems": len(guided_set), "accuracy": greedy_subset,
