@@ -178,7 +178,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--candidates", type=int, default=None, help="per expansion (default: the preset's)")
     parser.add_argument("--searcher", default=None, help="search model (default: the cpu-demo's bootstrap)")
     parser.add_argument("--heldout-size", type=int, default=60)
-    parser.add_argument("--guided-size", type=int, default=30, help="held-out problems for beam / MCTS")
+    parser.add_argument("--guided-size", type=int, default=30,
+                        help="held-out problems for greedy / beam / MCTS (0: skip them)")
     parser.add_argument("--n", type=int, default=16, help="samples per held-out problem")
     parser.add_argument("--curve", type=int, nargs="+", default=[50, 100, 200, 0], help="PPM train pairs (0: all)")
     parser.add_argument("--ppm-base", default="policy", help="policy (the SFT policy) or a model name")
@@ -264,17 +265,19 @@ def main(argv=None) -> dict:
     results = {}
     kept = KeptEngine()  # one engine for the three evaluations
     try:
-        for mode, n in (("greedy", 1), ("beam", ev.eval_beam_width), ("mcts", 1)):
+        modes = (("greedy", 1), ("beam", ev.eval_beam_width), ("mcts", 1)) if guided_set else ()
+        for mode, n in modes:
             m = evaluate(guided_set if mode != "greedy" else heldout, mode, n, work / f"eval-{mode}-{tag}", tuned,
                          ppm=None if mode == "greedy" else best, kept=kept)
             results[mode] = {"problems": m["problems"], "accuracy": m["accuracy"],
                              "se": se(m["accuracy"], m["problems"])}
     finally:
         kept.close()
-    greedy_subset = sum(r["correct"] for r in read_jsonl(work / f"eval-greedy-{tag}" / "answers.jsonl")
-                        if r["id"] in {p.id for p in guided_set}) / len(guided_set)
-    results["greedy_on_guided_subset"] = {"problems": len(guided_set), "accuracy": greedy_subset,
-                                          "se": se(greedy_subset, len(guided_set))}
+    if guided_set:
+        greedy_subset = sum(r["correct"] for r in read_jsonl(work / f"eval-greedy-{tag}" / "answers.jsonl")
+                            if r["id"] in {p.id for p in guided_set}) / len(guided_set)
+        results["greedy_on_guided_subset"] = {"problems": len(guided_set), "accuracy": greedy_subset,
+                                              "se": se(greedy_subset, len(guided_set))}
     seconds["guided"] = time.perf_counter() - t0
 
     print(f"\n| PPM train pairs | held-out step-pair acc. | held-out answer-pair acc. | maj@{ks[-1]} "
