@@ -295,12 +295,16 @@ def main(argv=None) -> dict:
     print("\n| search | problems | accuracy |\n|---|---|---|")
     for mode, r in results.items():
         print(f"| {mode} | {r['problems']} | {pct(r['accuracy'], r['problems'])} |")
+    def local(path: str) -> str:  # no machine's absolute paths in the results
+        return os.path.relpath(path) if os.path.isabs(path) else path
+
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "args": vars(args),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "args": {**vars(args), "out": local(args.out)},
               "searcher": searcher,
               "search": {k: summary[k] for k in ("problems", "solved", "nodes", "steps_failed")},
               "pairs": {"train": len(train_pairs), "held": len(held_pairs), "counts": split["counts"]},
-              "ppm_base": base, "ppm_epochs": ppm_cfg.epochs, "curve": curve, "searches": results,
+              "ppm_base": local(base), "ppm_epochs": ppm_cfg.epochs, "curve": curve, "searches": results,
               "heldout_samples": {"problems": len(rows), "n": args.n}, "seconds": seconds}
     save_report(report, args.out)
     return report
