@@ -46,7 +46,6 @@ from rstar.config import load_config  # noqa: E402
 from rstar.data import load_problems  # noqa: E402
 from rstar.evolve import _with_policy, majority  # noqa: E402
 from rstar.extract import PairCounts, ppm_pairs, sft_records  # noqa: E402
-from rstar.grading import is_equivalent  # noqa: E402
 from rstar.runs import (KeptEngine, evaluate, read_jsonl, read_trees, search_context, search_problems,  # noqa: E402
                         write_atomic)
 from rstar.prompts import sft_prompt  # noqa: E402
@@ -155,15 +154,8 @@ def vote_curves(rows: list[dict], scores: list[list[float]], ks: list[int]) -> d
             winner = majority([(s["answer"], 1) for s, _ in first])
             maj += bool(grade.get(winner))
             bon += max(first, key=lambda sv: sv[1])[0]["correct"]
-            totals: list[list] = []
-            for s, v in first:
-                for g in totals:
-                    if s["answer"] == g[0] or is_equivalent(s["answer"], g[0]):
-                        g[1] += v
-                        break
-                else:
-                    totals.append([s["answer"], v])
-            wtd += bool(grade.get(max(totals, key=lambda g: g[1])[0]))
+            weighted = majority([(s["answer"], v) for s, v in first])  # scores summed per answer
+            wtd += bool(grade.get(weighted))
         n = len(rows)
         for key, hits in (("majority", maj), ("best_of_n", bon), ("weighted", wtd)):
             out[key].append({"accuracy": hits / n, "se": se(hits / n, n)})
