@@ -1,7 +1,7 @@
 """Does the PPM help? Step pairs synthesised on the CPU with the cpu-demo's
 models, a PPM trained on them, and what it does on held-out problems.
 
-    python bench/ppm_bench.py --workdir runs/ppm-bench [--pool-size 120] [--rollouts 8]
+    python bench/ppm_bench.py --workdir runs/ppm-bench [--pool-size 120] [--tuned-pool-size 320] [--rollouts 8]
         [--heldout-size 60] [--n 16] [--curve 50 100 200 0] [--ppm-base policy] [key=value ...]
 
 Stages, each kept in the work folder so that a rerun continues (and a rerun
@@ -12,7 +12,10 @@ with another --ppm-base or --ppm-epochs reuses the search and the policy):
    more problems and rollouts than the demo;
 2. data: the pool's problems split by problem (seeded, 80/20); SFT records
    and PPM pairs (the reference's rules) from each side;
-3. policy: SFT of the 135M model on the train side's solutions;
+3. policy: SFT of the 135M model on the train side's solutions; with
+   --tuned-pool-size, that policy searches further pool problems as round 2
+   would (1 code error ends a branch), split and extracted the same way, and
+   the PPMs train on the pairs of both searches;
 4. PPMs trained on 50 / 100 / 200 / all train pairs (the learning curve);
 5. held-out pairwise accuracy of step pairs and of final-answer pairs;
    on `arith_test`: N samples per problem from the policy, and majority
@@ -44,10 +47,10 @@ from report import save_report  # noqa: E402
 
 from rstar.config import load_config  # noqa: E402
 from rstar.data import load_problems  # noqa: E402
-from rstar.evolve import _with_policy, majority  # noqa: E402
+from rstar.evolve import majority  # noqa: E402
 from rstar.extract import PairCounts, ppm_pairs, sft_records  # noqa: E402
 from rstar.runs import (KeptEngine, evaluate, read_jsonl, read_trees, search_context, search_problems,  # noqa: E402
-                        write_atomic)
+                        with_policy, write_atomic)
 from rstar.prompts import sft_prompt  # noqa: E402
 from rstar.search.chains import run_chains, terminals, weight  # noqa: E402
 from rstar.search.expand import partial_solution  # noqa: E402
@@ -72,17 +75,17 @@ def split_problems(ids: list[str], seed: int, held_fraction: float) -> set[str]:
     return set(order[:max(1, int(len(order) * held_fraction))])
 
 
-def stage_data(work: Path, trees: list[Tree], config, seed: int) -> dict:
+def stage_data(folder: Path, trees: list[Tree], config, seed: int) -> dict:
     """SFT records and pairs of each side of the split (written once)."""
-    done = work / "data" / "split.json"
+    done = folder / "split.json"
     if done.exists():
         return json.loads(done.read_text())
     held = split_problems([t.problem_id for t in trees], seed, 0.2)
     counts = {"train": PairCounts(), "held": PairCounts()}
     sides = {"train": [t for t in trees if t.problem_id not in held], "held": [t for t in trees if t.problem_id in held]}
     for side, group in sides.items():
-        jsonl(work / "data" / f"sft-{side}.jsonl", [r for t in group for r in sft_records(t, config.extract)])
-        jsonl(work / "data" / f"pairs-{side}.jsonl",
+        jsonl(folder / f"sft-{side}.jsonl", [r for t in group for r in sft_records(t, config.extract)])
+        jsonl(folder / f"pairs-{side}.jsonl",
               [p for t in group for p in ppm_pairs(t, config.extract, counts[side])])
     split = {"held_problems": sorted(held), "counts": {k: dict(v) for k, v in counts.items()}}
     write_atomic(done, json.dumps(split, indent=2))
@@ -118,7 +121,7 @@ def stage_samples(work: Path, heldout, config, policy: str, n: int) -> list[dict
     done = {r["id"] for r in rows}
     todo = [p for p in heldout if p.id not in done]
     if todo:
-        cfg = _with_policy(config, policy, True)
+        cfg = with_policy(config, policy, True)
         with search_context(cfg) as ctx:
             for i in range(0, len(todo), cfg.batch_problems):
                 batch = todo[i:i + cfg.batch_problems]
@@ -169,6 +172,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--rollouts", type=int, default=8)
     parser.add_argument("--candidates", type=int, default=None, help="per expansion (default: the preset's)")
     parser.add_argument("--searcher", default=None, help="search model (default: the cpu-demo's bootstrap)")
+    parser.add_argument("--tuned-pool-size", type=int, default=0,
+                        help="further pool problems searched by the SFT policy, as a second round would")
     parser.add_argument("--heldout-size", type=int, default=60)
     parser.add_argument("--guided-size", type=int, default=30,
                         help="held-out problems for greedy / beam / MCTS (0: skip them)")
@@ -192,7 +197,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     pool = load_problems(ev.pool, args.pool_size)
     searcher = args.searcher or ev.bootstrap or config.engine.model
-    search_cfg = _with_policy(config, searcher, bool(args.searcher))
+    search_cfg = with_policy(config, searcher, bool(args.searcher))
     search_cfg = dataclasses.replace(
         search_cfg, expand=dataclasses.replace(search_cfg.expand, errors_threshold=ev.bootstrap_errors_threshold,
                                                candidates=args.candidates or search_cfg.expand.candidates),
@@ -204,10 +209,7 @@ def main(argv=None) -> dict:
     print(f"search: {summary['problems']} problems, {summary['solved']} solved, {summary['nodes']} nodes")
 
     # 2. data
-    split = stage_data(work, trees, config, args.seed)
-    train_pairs = read_jsonl(work / "data" / "pairs-train.jsonl")
-    held_pairs = read_jsonl(work / "data" / "pairs-held.jsonl")
-    print(f"pairs: {len(train_pairs)} train, {len(held_pairs)} held out; counts {split['counts']}")
+    splits = {"bootstrap": stage_data(work / "data", trees, config, args.seed)}
 
     # 3. policy (as round 1)
     from rstar.policy_train import train_policy
@@ -220,11 +222,36 @@ def main(argv=None) -> dict:
         train_policy(work / "data" / "sft-train.jsonl", policy, config.policy_train)
     seconds["policy"] = time.perf_counter() - t0
 
+    # 3b. more pairs: further problems searched by the SFT policy, as round 2 does
+    # (its SFT prompt, float32, the later rounds' errors threshold); split the same way.
+    searches = {"bootstrap": {"searcher": searcher, **{k: summary[k] for k in
+                                                       ("problems", "solved", "nodes", "steps_failed")}}}
+    if args.tuned_pool_size:
+        t0 = time.perf_counter()
+        more = load_problems(ev.pool, args.pool_size + args.tuned_pool_size)[args.pool_size:]
+        tuned_cfg = with_policy(config, str(policy.resolve()), True)
+        tuned_cfg = dataclasses.replace(tuned_cfg, expand=dataclasses.replace(
+            tuned_cfg.expand, candidates=args.candidates or tuned_cfg.expand.candidates),
+            mcts=dataclasses.replace(tuned_cfg.mcts, rollouts=args.rollouts))
+        tuned_summary = search_problems(more, work / "search-tuned", tuned_cfg,
+                                        on_batch=lambda b: print(f"  searched {len(b)} more (SFT policy)", flush=True))
+        splits["tuned"] = stage_data(work / "data-tuned", read_trees(work / "search-tuned" / "trees.jsonl"),
+                                     config, args.seed)
+        searches["tuned"] = {"searcher": "policy", **{k: tuned_summary[k] for k in
+                                                      ("problems", "solved", "nodes", "steps_failed")}}
+        seconds["search_tuned"] = time.perf_counter() - t0
+    folders = [work / "data"] + ([work / "data-tuned"] if args.tuned_pool_size else [])
+    train_pairs = [p for d in folders for p in read_jsonl(d / "pairs-train.jsonl")]
+    held_pairs = [p for d in folders for p in read_jsonl(d / "pairs-held.jsonl")]
+    counts = {name: s["counts"] for name, s in splits.items()}
+    print(f"pairs: {len(train_pairs)} train, {len(held_pairs)} held out; counts {counts}")
+
     # 4. the PPMs of the learning curve
     base = str(policy.resolve()) if args.ppm_base == "policy" else args.ppm_base
     ppm_cfg = dataclasses.replace(config.ppm_train, base=base, **(
         {"epochs": args.ppm_epochs} if args.ppm_epochs else {}))
-    tag = f"{'policy' if args.ppm_base == 'policy' else Path(base).name}-e{ppm_cfg.epochs:g}"
+    # the tag names what a PPM was trained on, so a run with more pairs trains afresh
+    tag = f"{'policy' if args.ppm_base == 'policy' else Path(base).name}-e{ppm_cfg.epochs:g}-p{len(train_pairs)}"
     curve = []
     t0 = time.perf_counter()
     for size in args.curve:
@@ -251,7 +278,7 @@ def main(argv=None) -> dict:
         point["votes"] = vote_curves(rows, scores, ks)
     seconds["samples"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tuned = _with_policy(config, str(policy.resolve()), True)
+    tuned = with_policy(config, str(policy.resolve()), True)
     best = curve[-1]["folder"]
     guided_set = heldout[:args.guided_size]
     results = {}
@@ -293,9 +320,10 @@ def main(argv=None) -> dict:
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "args": {**vars(args), "out": local(args.out)},
-              "searcher": searcher,
-              "search": {k: summary[k] for k in ("problems", "solved", "nodes", "steps_failed")},
-              "pairs": {"train": len(train_pairs), "held": len(held_pairs), "counts": split["counts"]},
+              "synthesis": searches,
+              "pairs": {"train": len(train_pairs), "held": len(held_pairs),
+                        "train_step": sum(p["kind"] == "step" for p in train_pairs),
+                        "held_step": sum(p["kind"] == "step" for p in held_pairs), "counts": counts},
               "ppm_base": local(base), "ppm_epochs": ppm_cfg.epochs, "curve": curve, "searches": results,
               "heldout_samples": {"problems": len(rows), "n": args.n}, "seconds": seconds}
     save_report(report, args.out)

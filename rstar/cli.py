@@ -23,19 +23,29 @@ def _fail(message: str) -> None:
 
 
 def _config(preset: str, overrides: List[str], policy: Optional[str], **direct):
-    """The preset with overrides; a policy folder we trained also sets the
-    prompt style it was trained with (unless expand.prompt_style is given)."""
+    """The preset with overrides. A policy folder we trained (it records its
+    prompt style) is run as `rstar evolve` runs it: its prompt style, the
+    `evolve.tuned_engine` and no int8 unless `evolve.tuned_int8`; an explicit
+    expand.prompt_style, engine.kind or engine.int8 override wins."""
+    import dataclasses
+
     from rstar.config import load_config
     from rstar.prompts import prompt_style_of
+    from rstar.runs import with_policy
 
     overrides = list(overrides or [])
     try:
-        style = prompt_style_of(policy) if policy else None
-        if style and not any(o.strip().startswith("expand.prompt_style=") for o in overrides):
-            direct["expand.prompt_style"] = style
-        return load_config(preset, overrides, **{"engine.model": policy}, **direct)
+        config = load_config(preset, overrides, **{"engine.model": policy}, **direct)
     except ValueError as exc:
         _fail(str(exc))
+    if not policy or not prompt_style_of(policy):
+        return config
+    given = {o.split("=", 1)[0].strip() for o in overrides}
+    tuned = with_policy(config, policy, True)
+    engine = dataclasses.replace(tuned.engine, **{k: getattr(config.engine, k) for k in ("kind", "int8")
+                                                  if f"engine.{k}" in given})
+    style = config.expand.prompt_style if "expand.prompt_style" in given else tuned.expand.prompt_style
+    return dataclasses.replace(tuned, engine=engine, expand=dataclasses.replace(tuned.expand, prompt_style=style))
 
 
 def _problems(source: str, limit: Optional[int]):

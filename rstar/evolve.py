@@ -19,7 +19,6 @@ batch), so running the same command again continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import random
 import time
@@ -28,9 +27,9 @@ from pathlib import Path
 
 from rstar.config import RunConfig
 from rstar.data import Problem, load_problems
-from rstar.prompts import prompt_style_of
 from rstar.extract import PairCounts, describe_counts, ppm_pairs, sft_records
-from rstar.runs import KeptEngine, evaluate, read_jsonl, read_trees, search_problems, write_atomic
+from rstar.runs import (KeptEngine, evaluate, read_jsonl, read_trees, search_problems, with_policy,
+                        write_atomic)
 from rstar.search.chains import majority
 
 SPEC = "evolve.json"
@@ -125,7 +124,7 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: HeldOut, confi
     base = config.engine.model
     policy, ppm, tuned = previous["policy"], previous["ppm"], previous["tuned"]
     searcher = ev.bootstrap if (k == 1 and ev.bootstrap) else policy
-    search_cfg = _with_policy(config, searcher, tuned and searcher == policy)
+    search_cfg = with_policy(config, searcher, tuned and searcher == policy)
     if k == 1:  # the bootstrap round: its own rollout count and code-error threshold, as the reference
         search_cfg = dataclasses.replace(
             search_cfg, expand=dataclasses.replace(search_cfg.expand, errors_threshold=ev.bootstrap_errors_threshold),
@@ -205,7 +204,7 @@ def evaluate_heldout(folder: Path, held: HeldOut, config: RunConfig, policy: str
     by the PPM, on the held-out set; with the curves against N; PPM-guided
     search; greedy accuracy on the second held-out set."""
     ev = config.evolve
-    cfg = _with_policy(config, policy, tuned)
+    cfg = with_policy(config, policy, tuned)
     heldout = held.main
     log(f"  held-out: greedy on {len(heldout)} problems")
     greedy = evaluate(heldout, "greedy", 1, folder / "greedy", cfg, on_batch=_counter("    greedy:", log),
@@ -303,24 +302,6 @@ def _round_zero(folder: Path, heldout: HeldOut, config: RunConfig, kept: KeptEng
                "eval": evaluation, "seconds": seconds.read()}
     _write_json(folder / DONE, metrics)
     return metrics
-
-
-def _with_policy(config: RunConfig, model: str, tuned: bool) -> RunConfig:
-    """The config with `model` as policy. A fine-tuned policy gets its prompt
-    style, its engine (`tuned_engine`), and int8 only if `tuned_int8` (dynamic
-    int8 on the merged weights of a LoRA-tuned 135M model gave back the base
-    model's behaviour here, so it decodes in float32, where vLLM-CPU is 1.5x
-    transformers)."""
-    ev = config.evolve
-    style = (prompt_style_of(model) or ev.tuned_prompt_style) if tuned else config.expand.prompt_style
-    int8 = config.engine.int8 and (ev.tuned_int8 or not tuned)
-    kind = config.engine.kind
-    if tuned and ev.tuned_engine:
-        kind = ev.tuned_engine
-        if kind == "auto":
-            kind = "vllm" if importlib.util.find_spec("vllm") else "hf"
-    engine = dataclasses.replace(config.engine, kind=kind, model=model, int8=int8)
-    return dataclasses.replace(config, engine=engine, expand=dataclasses.replace(config.expand, prompt_style=style))
 
 
 def _counter(what: str, log):

