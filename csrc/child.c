@@ -135,8 +135,11 @@ static int step_seccomp(const struct sbx_child_plan *p, const struct sbx_request
     const struct sock_fprog *f = filter_for(p, job);
     if (!f)
         return 0;
-    if (f != p->filter_notify)
+    if (f != p->filter_notify) {
+        /* This child's copy-on-write copy of the zygote's program. */
+        sbx_policy_bind_pid((struct sock_fprog *)f, getpid());
         return sbx_policy_load(f);
+    }
     int listener = sbx_policy_load_notify(f);
     if (listener < 0)
         return listener;

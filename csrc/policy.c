@@ -35,6 +35,10 @@ enum rule_kind {
     R_OWN_GROUP,     /* setpgid: only (0, 0), in SBX_FILTER_NOTIFY */
     R_PRLIMIT_GET,   /* prlimit64: only reading (new limit == NULL); in
                       * SBX_FILTER_NOTIFY also its own CPU limit (see below) */
+    R_SELF_SIGNAL,   /* kill and kin: only to the process itself (first
+                      * argument = its pid); in SBX_FILTER_NOTIFY the zygote
+                      * checks that, since a snapshot's children share its
+                      * filter but not its pid */
 };
 
 struct rule {
@@ -64,12 +68,15 @@ static const struct rule POLICY[] = {
     {"open", R_OPEN_RDONLY, 0}, {"openat", R_OPEN_RDONLY, 0},
     /* openat2 carries its flags in a struct seccomp cannot read */
     DENY("openat2", ENOSYS),
-    /* signals to itself only through the handler table, never to others */
+    /* signals: as plain Python to itself (raise, os.kill(os.getpid()),
+     * pause), never to another process (EPERM) */
     ALLOW("rt_sigaction"), ALLOW("rt_sigprocmask"), ALLOW("rt_sigreturn"),
     ALLOW("sigaltstack"), ALLOW("rt_sigpending"), ALLOW("rt_sigsuspend"),
+    ALLOW("rt_sigtimedwait"), ALLOW("pause"),
     ALLOW("alarm"), ALLOW("setitimer"), ALLOW("getitimer"),
-    DENY("kill", EPERM), DENY("tkill", EPERM), DENY("tgkill", EPERM),
-    DENY("rt_sigqueueinfo", EPERM), DENY("rt_tgsigqueueinfo", EPERM),
+    {"kill", R_SELF_SIGNAL, EPERM}, {"tkill", R_SELF_SIGNAL, EPERM},
+    {"tgkill", R_SELF_SIGNAL, EPERM}, {"rt_sigqueueinfo", R_SELF_SIGNAL, EPERM},
+    {"rt_tgsigqueueinfo", R_SELF_SIGNAL, EPERM},
     DENY("pidfd_send_signal", EPERM), DENY("pidfd_open", EPERM),
     /* identity, time, scheduling: read-only queries */
     ALLOW("getpid"), ALLOW("gettid"), ALLOW("getppid"), ALLOW("getuid"),
@@ -183,8 +190,30 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r, enum sbx_filter v
                                   SCMP_A1(SCMP_CMP_EQ, RLIMIT_CPU));
         return rc;
     }
+    case R_SELF_SIGNAL:
+        /* The mark becomes the child's pid when it loads the filter
+         * (sbx_policy_bind_pid); only the low 32 bits carry a pid_t. */
+        return notify ? seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, nr, 0)
+                      : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+                                         SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, SBX_SELF_PID_MARK));
     }
     return -EINVAL;
+}
+
+static bool is_pid_mark(const struct sock_filter *insn)
+{
+    return insn->code == (BPF_JMP | BPF_JEQ | BPF_K) && insn->k == SBX_SELF_PID_MARK;
+}
+
+int sbx_policy_bind_pid(struct sock_fprog *prog, pid_t pid)
+{
+    int n = 0;
+    for (unsigned short i = 0; i < prog->len; i++)
+        if (is_pid_mark(&prog->filter[i])) {
+            prog->filter[i].k = (uint32_t)pid;
+            n++;
+        }
+    return n;
 }
 
 static int build(enum sbx_filter variant, scmp_filter_ctx *out)
@@ -239,6 +268,15 @@ int sbx_policy_compile(enum sbx_filter variant, struct sock_fprog *out)
     }
     out->filter = insns;
     out->len = (unsigned short)(size / sizeof(struct sock_filter));
+    /* The self-signal rules must have left their marks for the children. */
+    int marks = 0;
+    for (unsigned short i = 0; i < out->len; i++)
+        marks += is_pid_mark(&insns[i]);
+    if (variant != SBX_FILTER_NOTIFY && marks == 0) {
+        free(insns);
+        out->filter = NULL;
+        rc = -EINVAL;
+    }
 out:
     seccomp_release(ctx);
     return rc;
@@ -290,6 +328,8 @@ int sbx_policy_entry(int index, const char **name, const char **action, int *err
         [R_FORK] = "errno/notify", [R_PDEATHSIG] = "errno/allow-if",
         [R_OWN_GROUP] = "errno/allow-if",
         [R_PRLIMIT_GET] = "allow-if",
+        /* allowed only with the process's own pid; notify in SBX_FILTER_NOTIFY */
+        [R_SELF_SIGNAL] = "self-only",
     };
     if (index < 0 || index >= POLICY_LEN)
         return POLICY_LEN;

@@ -496,12 +496,36 @@ static int take_over(struct child *src, struct child *c)
     return 0;
 }
 
+/* kill and kin from a process under the notify filter: its own pid as the
+ * first argument (single-threaded there, so tid = pid) or nothing. */
+static bool signals_itself(const struct seccomp_notif *n)
+{
+    switch (n->data.nr) {
+    case __NR_kill:
+    case __NR_tkill:
+    case __NR_tgkill:
+    case __NR_rt_sigqueueinfo:
+    case __NR_rt_tgsigqueueinfo:
+        return (pid_t)n->data.args[0] == (pid_t)n->pid;
+    default:
+        return false;
+    }
+}
+
 void sbx_snapshot_handle_notification(struct server *s, int listener)
 {
     struct seccomp_notif *n = s->notif;
     memset(n, 0, sizeof *n);
     if (seccomp_notify_receive(listener, n) < 0)
         return; /* the process died meanwhile */
+    if (signals_itself(n)) {
+        struct seccomp_notif_resp *own = s->notif_resp;
+        memset(own, 0, sizeof *own);
+        own->id = n->id;
+        own->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE; /* integers only: no TOCTOU */
+        (void)seccomp_notify_respond(listener, own);
+        return;
+    }
     struct child *asker = NULL, *target = NULL;
     for (size_t i = 0; i < s->n_children && !asker; i++)
         if (s->children[i]->pid == (pid_t)n->pid && !s->children[i]->reaped)

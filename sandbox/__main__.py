@@ -17,6 +17,9 @@ SELF_TEST = [
     ("open a socket", "import socket; socket.socket()", Status.ERROR),
     ("fork", "import os; os.fork()", Status.ERROR),
     ("execve", "import os; os.execv('/bin/true', ['true'])", Status.KILLED),
+    ("signal init", "import os; os.kill(1, 9)", Status.ERROR),
+    ("crash itself", "import faulthandler; faulthandler._sigsegv()", Status.KILLED),
+    ("read a secret", "import os; assert 'SANDBOX_CHECK_SECRET' not in os.environ", Status.OK),
     ("endless loop", "while True: pass", Status.TIMEOUT),
     ("output flood", "print('x' * 10**6)", Status.OUTPUT_LIMIT),
     ("memory", "b = bytearray(8 * 2**30)", Status.MEMORY),
@@ -43,6 +46,9 @@ def check() -> int:
         print(f"  privilege drop      : not needed (running as uid {os.geteuid()})")
     print("  rlimits             : CPU, address space, file size 0, 64 open files, no core dumps")
     print("  no_new_privs, own process group, killed with the zygote (PDEATHSIG)")
+    print("  signals             : to itself only (as plain Python); any other process: EPERM")
+    print("  environment         : minimal (PATH, locale, one thread per numeric library); "
+          "none of the caller's")
     unsupported = _core.snapshot_support() if iso.seccomp else "seccomp is off"
     if unsupported:
         print(f"  prefix snapshots    : NOT available ({unsupported}): programs of steps "
@@ -52,6 +58,7 @@ def check() -> int:
               "to the zygote, which forks only what it asked for)")
     print("\nself-test:")
     failures = 0
+    os.environ["SANDBOX_CHECK_SECRET"] = "set in the caller"  # must not reach programs
     with Sandbox(workers=1, limits=Limits(wall_s=2.0, cpu_s=2.0, memory_mb=512)) as sb:
         results = sb.run_batch([code for _, code, _ in SELF_TEST])
         prefix = ["n = 6\nprint(n)"]

@@ -11,12 +11,12 @@ import time
 import weakref
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Mapping, Sequence, Union
 
 from sandbox import _isolation
 from sandbox._protocol import encode_request, encode_steps
 from sandbox._types import Limits, Result
-from sandbox._worker import Worker, WorkerStartError
+from sandbox._worker import STARTUP_ONLY_ENV, Worker, WorkerStartError
 
 Program = Union[str, Sequence[str]]
 
@@ -78,6 +78,9 @@ class Sandbox:
         seccomp, landlock, drop_privileges: switch a protection off (for
             diagnosis only; `python -m sandbox check` shows what is active).
         start_timeout_s: how long a zygote may take to import and warm up.
+        env: environment variables for programs, on top of the minimal one the
+            sandbox builds (PATH, LANG, LC_ALL, PYTHONHASHSEED, one thread per
+            numeric library). Programs never see the caller's environment.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class Sandbox:
         landlock: bool = True,
         drop_privileges: bool = True,
         start_timeout_s: float = 120.0,
+        env: Mapping[str, str] | None = None,
     ):
         if workers < 1 or slots < 1:
             raise ValueError(f"workers and slots must be >= 1, got {workers} and {slots}")
@@ -109,6 +113,8 @@ class Sandbox:
             "slots": slots,
             "demote_after_s": demote_after_s,
             "nofile": 64,
+            "env": _checked_env(env),
+            "startup_only_env": list(STARTUP_ONLY_ENV),
             "max_snapshots": math.ceil(max_snapshots / workers) if snapshots else 0,
             "snapshot_memory_mb": math.ceil(snapshot_memory_mb / workers),
             **self.isolation.as_config(),
@@ -342,3 +348,16 @@ def _link_prefixes(jobs: list[_Job], release: bool) -> None:
 def _stop_all(workers: list[Worker]) -> None:
     for w in workers:
         w.stop()
+
+
+def _checked_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    """`env` as a plain dict of non-empty names and string values."""
+    checked = {}
+    for key, value in (env or {}).items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise ValueError(f"env: {key!r} is not a variable name")
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"env: the value of {key} must be a string without NUL")
+        checked[key] = value
+    return checked
+

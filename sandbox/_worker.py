@@ -59,7 +59,7 @@ class Worker:
             stdout=subprocess.PIPE,
             stderr=self._log,
             cwd="/",
-            env=_zygote_env(),
+            env=zygote_env(self.config["env"]),
             start_new_session=True,  # a Ctrl-C in the caller's terminal is the caller's
         )
 
@@ -145,10 +145,26 @@ class Worker:
                 yield index, result
 
 
-def _zygote_env() -> dict:
-    """The caller's environment without its PYTHON* settings, plus ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(SINGLE_THREAD_ENV)
-    tunables = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t]
-    env["GLIBC_TUNABLES"] = ":".join(tunables + [HUGE_PAGE_TUNABLE])
+# What a program's environment holds: what the interpreter needs and nothing
+# of the caller's, whose environment is where tokens and credentials live.
+BASE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    **SINGLE_THREAD_ENV,
+    "GLIBC_TUNABLES": HUGE_PAGE_TUNABLE,
+}
+# Needed only to start an interpreter linked against a libpython outside the
+# loader's default path; the dynamic loader reads it once, and the zygote
+# removes it from os.environ before any program runs.
+STARTUP_ONLY_ENV = ("LD_LIBRARY_PATH",)
+
+
+def zygote_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A zygote's environment: BASE_ENV, then what the user passed explicitly
+    (`Sandbox(env=...)`), then the caller's start-up-only variables."""
+    env = {**BASE_ENV, **(extra or {})}
+    for key in STARTUP_ONLY_ENV:
+        if key in os.environ and key not in env:
+            env[key] = os.environ[key]
     return env

@@ -202,6 +202,9 @@ def _run_steps(main, steps: list[bytes], codes: list[types.CodeType]):
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
+    for key in cfg.get("startup_only_env", ()):  # the loader has read it; programs must not
+        if key not in cfg.get("env", {}):
+            os.environ.pop(key, None)
     # Each live snapshot holds three descriptors here.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536) if hard > 0 else 65536, hard))

@@ -1,12 +1,14 @@
 """Each protection: a hostile program gets the expected status and leaves no
 trace on the host, and a benign program that needs the neighbouring
 capability still works. Runs as root in CI, the hardest case for the drop."""
+import json
 import os
 import socket
 
 import pytest
 
-from sandbox import Limits, Status, _isolation
+from sandbox import Limits, Sandbox, Status, _isolation
+from sandbox._worker import BASE_ENV
 
 ISO = _isolation.decide()
 needs_landlock = pytest.mark.skipif(not ISO.landlock_abi, reason="kernel without Landlock")
@@ -103,6 +105,62 @@ def test_cannot_signal_the_caller_or_others(sb):
     for pid in zygotes:
         os.kill(pid, 0)  # still alive
     assert sb.run("print('alive')").stdout == "alive\n"
+
+
+# A process signalling itself behaves as in plain Python; signals to anyone
+# else stay refused (test_cannot_signal_the_caller_or_others).
+SELF_SIGNALS = {
+    "raise(SIGSEGV)": ("import faulthandler; faulthandler._sigsegv()", Status.KILLED, "SIGSEGV"),
+    "abort": ("import os; os.abort()", Status.KILLED, "SIGABRT"),
+    "kill(getpid, SIGTERM)": ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", Status.KILLED, "SIGTERM"),
+    "handled raise": ("import signal\nsignal.signal(signal.SIGUSR1, lambda s, f: print('handled', s))\n"
+                      "signal.raise_signal(signal.SIGUSR1)\nprint('after')", Status.OK, "handled 10\nafter\n"),
+    "pause + alarm": ("import signal\nsignal.signal(signal.SIGALRM, lambda s, f: print('alarm'))\n"
+                      "signal.alarm(1)\nsignal.pause()\nprint('back')", Status.OK, "alarm\nback\n"),
+    "sigwait": ("import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])\n"
+                "signal.raise_signal(signal.SIGUSR2)\nprint(signal.sigwait([signal.SIGUSR2]))", Status.OK, "12\n"),
+    "pthread_kill(self)": ("import signal, threading\nsignal.signal(signal.SIGUSR1, lambda s, f: print('got'))\n"
+                           "signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)\nprint('after')",
+                           Status.OK, "got\nafter\n"),
+}
+
+
+def check_self_signal(r, status, expected):
+    assert r.status is status, r
+    assert (expected in r.error) if status is Status.KILLED else (r.stdout == expected), r
+
+
+@pytest.mark.parametrize("name", sorted(SELF_SIGNALS))
+def test_signals_to_itself_as_in_python(sb, name):
+    code, status, expected = SELF_SIGNALS[name]
+    check_self_signal(sb.run(code), status, expected)
+
+
+def test_signals_between_its_own_threads(sb):
+    code = ("import os, signal, threading, time\n"
+            "signal.signal(signal.SIGUSR1, lambda s, f: print('main got', s))\n"
+            "main = threading.get_ident()\n"
+            "t = threading.Thread(target=lambda: signal.pthread_kill(main, signal.SIGUSR1)); t.start(); t.join()\n"
+            "time.sleep(0.05)\nprint('others', [k for k in (1, os.getppid()) if not os.kill(k, 0)])")
+    r = sb.run(code, Limits(wall_s=3.0, cpu_s=3.0, memory_mb=512, allow_threads=True))
+    assert r.status is Status.ERROR and "PermissionError" in r.error, r  # the others, refused
+    assert r.stdout == "main got 10\n", r
+
+
+def test_programs_never_see_the_callers_environment(monkeypatch):
+    """Tokens and keys live in the caller's environment; a program sees only
+    the sandbox's minimal one plus what `env=` passes, exactly."""
+    monkeypatch.setenv("RSTAR_TEST_SECRET", "hunter2")
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/nonexistent-lib")  # start-up only, then dropped
+    with Sandbox(workers=1, env={"GIVEN": "yes"}) as box:
+        seen = box.run("import os, json; print(json.dumps(dict(os.environ)))")
+        raw = box.run("print(open('/proc/self/environ', 'rb').read())")
+    assert seen.status is Status.OK, seen
+    assert json.loads(seen.stdout) == {**BASE_ENV, "GIVEN": "yes"}
+    assert "hunter2" not in raw.stdout + raw.stderr
+    for bad in ({"A=B": "x"}, {"": "x"}, {"A": 1}, {"A": "a\0b"}):
+        with pytest.raises(ValueError):
+            Sandbox(workers=1, env=bad)
 
 
 def test_limits_cannot_be_raised(sb):

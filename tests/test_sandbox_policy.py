@@ -13,7 +13,8 @@ DANGEROUS = {
 EXPECTED = {
     "read": "allow", "mmap": "allow", "exit_group": "allow", "getrandom": "allow",
     "openat": "allow-if", "open": "allow-if", "clone": "allow-if", "prlimit64": "allow-if",
-    "socket": "errno", "fork": "errno/notify", "clone3": "errno", "kill": "errno",
+    "socket": "errno", "fork": "errno/notify", "clone3": "errno",
+    "kill": "self-only", "tgkill": "self-only", "tkill": "self-only", "pause": "allow",
     "prctl": "errno/allow-if", "setpgid": "errno/allow-if",
     "execve": "kill", "ptrace": "kill", "mount": "kill", "bpf": "kill",
 }
@@ -69,3 +70,20 @@ def test_notify_variant_sends_process_creation_to_the_zygote():
     plain_prlimit = plain[plain.index('syscall "prlimit64"'):]
     assert "$a0" not in plain_prlimit.split("# filter for syscall")[0]
     assert not any(a in _core.policy_dump("threads") for a in notify)
+
+
+def test_signals_only_to_the_process_itself():
+    """kill and kin pass only with the child's own pid, bound into its copy of
+    the program when it loads it; under the notify filter the zygote checks
+    (a snapshot's children share its filter, not its pid)."""
+    mark = str(0x5EEDF00D)  # as the PFC dump prints it
+    for variant in ("plain", "threads"):
+        text = _core.policy_dump(variant)
+        for syscall in ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
+            rule = text[text.index(f'syscall "{syscall}"'):].split("# filter for syscall")[0]
+            assert mark in rule and "action ALLOW" in rule, (variant, syscall)
+    notify = _core.policy_dump("notify")
+    kill = notify[notify.index('syscall "kill"'):].split("# filter for syscall")[0]
+    assert mark not in kill and ("action NOTIFY" in kill or "0x7fc00000" in kill)
+    assert table()["pidfd_send_signal"][0] == "errno"
+

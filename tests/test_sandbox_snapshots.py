@@ -10,6 +10,7 @@ import time
 import pytest
 
 from sandbox import Limits, Sandbox, Status
+from tests.test_sandbox_isolation import SELF_SIGNALS, check_self_signal
 from tests.test_sandbox_lifecycle import alive, descendants, wait_gone
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench"))
@@ -245,7 +246,7 @@ def test_cannot_signal_or_read_the_zygote_or_other_snapshots(snap, release):
     others = sorted(snapshot_pids(snap))
     zygotes = [info["pid"] for info in snap.info]
     code = ("import os, signal\nout = []\n"
-            f"for pid in {others + zygotes}:\n"
+            f"for pid in set({others + zygotes}) - {{os.getpid()}}:  # in place, it is one of them\n"
             "    try:\n        os.kill(pid, signal.SIGKILL); out.append('killed')\n"
             "    except PermissionError:\n        out.append('denied')\n"
             "    for name in ('mem', 'environ', 'maps'):\n"
@@ -260,6 +261,20 @@ def test_cannot_signal_or_read_the_zygote_or_other_snapshots(snap, release):
     r = snap.run(steps[:2] + ["import ctypes\nctypes.CDLL(None).syscall(310, %d, 0, 0, 0, 0, 0)" % others[0]],
                  release_prefixes=release)
     assert r.status is Status.KILLED  # process_vm_readv
+
+
+@pytest.mark.parametrize("release", [False, True], ids=["forked", "in place"])
+def test_signals_to_itself_from_a_snapshot(snap, release):
+    """A process forked from a snapshot has another pid than the snapshot whose
+    filter it inherits: the zygote checks its signals against its own pid."""
+    base = [f"# prefix for signals, release={release}\nready = True"]
+    snap.run(base)
+    for name in sorted(SELF_SIGNALS):
+        code, status, expected = SELF_SIGNALS[name]
+        r = snap.run(base + [code], release_prefixes=release)
+        assert r.snapshot_steps == 1, (name, r)
+        check_self_signal(r, status, expected)
+        snap.run(base)  # in place, the snapshot was used up
 
 
 def test_limits_stay_put_in_a_process_from_a_snapshot(snap):
