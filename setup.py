@@ -2,6 +2,7 @@
 
 CFLAGS for the core can be added with SBX_CFLAGS (e.g. "-O0 -g -fsanitize=address").
 """
+
 import glob
 import os
 import shlex
@@ -32,8 +33,13 @@ core = Extension(
     sources=["sandbox/_core.pyx"] + sorted(glob.glob("csrc/*.c")),
     include_dirs=["csrc"],
     define_macros=[("_GNU_SOURCE", "1")],
-    extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", *seccomp_cflags,
-                        *shlex.split(os.environ.get("SBX_CFLAGS", ""))],
+    extra_compile_args=[
+        "-std=gnu11",
+        "-Wall",
+        "-Wextra",
+        *seccomp_cflags,
+        *shlex.split(os.environ.get("SBX_CFLAGS", "")),
+    ],
     extra_link_args=[*seccomp_libs, "-lm"],
 )
 

@@ -6,13 +6,15 @@
   per-task timeout. Its workers keep state (sympy caches, globals of modules)
   across programs: fast, and a leak.
 """
+
 from __future__ import annotations
 
 import io
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import redirect_stdout
 
 from pebble import ProcessPool
@@ -26,7 +28,7 @@ def _exec_in_pool(code: str) -> tuple[str, str | None]:
         with redirect_stdout(out):
             exec(code, {"__name__": "__main__"})
         return out.getvalue(), None
-    except Exception as exc:  # noqa: BLE001 - the program's failure is its result
+    except Exception as exc:
         return out.getvalue(), f"{type(exc).__name__}: {exc}"
 
 
@@ -51,7 +53,7 @@ class PebbleExecutor:
                     break
                 except FutureTimeout:
                     statuses.append("timeout")
-                except Exception:  # noqa: BLE001 - a crashed worker
+                except Exception:
                     statuses.append("error")
         return statuses
 
@@ -69,8 +71,9 @@ class SubprocessExecutor:
 
     def _run(self, code: str) -> str:
         try:
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                                  timeout=self.timeout_s, env=self.env)
+            proc = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, timeout=self.timeout_s, env=self.env
+            )
         except subprocess.TimeoutExpired:
             return "timeout"
         return "ok" if proc.returncode == 0 else "error"

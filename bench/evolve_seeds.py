@@ -10,6 +10,7 @@ and `ppm_train.seed` set to it, and by default 100 held-out problems
 (`evolve.heldout_size=100`; one run's 20 give a standard error of ~11
 points). Prints the table and writes bench/results/evolve_seeds.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,13 @@ from report import save_report  # noqa: E402
 from rstar.config import load_config  # noqa: E402
 from rstar.evolve import evolve  # noqa: E402
 
-COLUMNS = (("greedy", "greedy"), ("majority", "majority@N"), ("best_of_n", "PPM best-of-N"),
-           ("guided", "PPM-guided"), ("extra", "greedy, other set"))
+COLUMNS = (
+    ("greedy", "greedy"),
+    ("majority", "majority@N"),
+    ("best_of_n", "PPM best-of-N"),
+    ("guided", "PPM-guided"),
+    ("extra", "greedy, other set"),
+)
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -51,11 +57,16 @@ def main(argv=None) -> dict:
     overrides = args.overrides or ["evolve.heldout_size=100"]
     runs, seconds = {}, {}
     for seed in args.seeds:
-        config = load_config(args.preset, [*overrides, f"expand.seed={seed}", f"policy_train.seed={seed}",
-                                           f"ppm_train.seed={seed}"])
+        config = load_config(
+            args.preset, [*overrides, f"expand.seed={seed}", f"policy_train.seed={seed}", f"ppm_train.seed={seed}"]
+        )
         started = time.perf_counter()
-        result = evolve(Path(args.workdir) / f"seed-{seed}", config, args.preset,
-                        log=lambda msg, s=seed: print(f"[seed {s}] {msg}", flush=True))
+        result = evolve(
+            Path(args.workdir) / f"seed-{seed}",
+            config,
+            args.preset,
+            log=lambda msg, s=seed: print(f"[seed {s}] {msg}", flush=True),
+        )
         seconds[seed] = time.perf_counter() - started
         runs[seed] = result["rounds"]
     table = []
@@ -70,10 +81,15 @@ def main(argv=None) -> dict:
     for row in table:
         cells = ["–" if row[key] is None else f"{row[key]['mean']:.1%} ± {row[key]['se']:.1%}" for key, _ in COLUMNS]
         print(f"| {row['round']} | " + " | ".join(cells) + " |")
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "preset": args.preset,
-              "overrides": overrides, "seeds": args.seeds, "rounds": table,
-              "wall_s_this_invocation": seconds}
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "preset": args.preset,
+        "overrides": overrides,
+        "seeds": args.seeds,
+        "rounds": table,
+        "wall_s_this_invocation": seconds,
+    }
     save_report(report, args.out)
     return report
 

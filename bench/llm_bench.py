@@ -8,6 +8,7 @@ the way the search samples candidates), sampling at temperature 0.7 with a
 fixed seed and no stop string, so every row generates max_tokens tokens.
 vLLM runs in a subprocess of its own (it spawns workers and holds memory).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,14 +58,16 @@ def run_hf(model: str, int8: bool, max_tokens: int) -> dict:
 
 
 def run_vllm_subprocess(model: str, eager: bool, max_tokens: int) -> dict:
-    code = (f"import json, sys, time\nsys.path.insert(0, {os.path.dirname(HERE)!r})\n"
-            f"sys.path.insert(0, {HERE!r})\n"
-            "from llm_bench import measure\nfrom rstar.llm import load_engine\n"
-            "if __name__ == '__main__':\n"
-            "    t = time.perf_counter()\n"
-            f"    e = load_engine('vllm', model={model!r}, enforce_eager={eager})\n"
-            "    load_s = time.perf_counter() - t\n"
-            f"    print('RESULT' + json.dumps({{'load_s': load_s, **measure(e, {max_tokens})}}))\n")
+    code = (
+        f"import json, sys, time\nsys.path.insert(0, {os.path.dirname(HERE)!r})\n"
+        f"sys.path.insert(0, {HERE!r})\n"
+        "from llm_bench import measure\nfrom rstar.llm import load_engine\n"
+        "if __name__ == '__main__':\n"
+        "    t = time.perf_counter()\n"
+        f"    e = load_engine('vllm', model={model!r}, enforce_eager={eager})\n"
+        "    load_s = time.perf_counter() - t\n"
+        f"    print('RESULT' + json.dumps({{'load_s': load_s, **measure(e, {max_tokens})}}))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT"):
@@ -83,24 +86,39 @@ def main(argv=None) -> dict:
     rows = []
     for model in args.models:
         for int8 in (False, True):
-            rows.append({"model": model, "engine": "transformers " + ("int8" if int8 else "fp32"),
-                         **run_hf(model, int8, args.max_tokens)})
+            rows.append(
+                {
+                    "model": model,
+                    "engine": "transformers " + ("int8" if int8 else "fp32"),
+                    **run_hf(model, int8, args.max_tokens),
+                }
+            )
             print(rows[-1], flush=True)
         if not args.skip_vllm:
             for eager in (True, False):
-                rows.append({"model": model, "engine": "vLLM-CPU " + ("eager" if eager else "compiled"),
-                             **run_vllm_subprocess(model, eager, args.max_tokens)})
+                rows.append(
+                    {
+                        "model": model,
+                        "engine": "vLLM-CPU " + ("eager" if eager else "compiled"),
+                        **run_vllm_subprocess(model, eager, args.max_tokens),
+                    }
+                )
                 print(rows[-1], flush=True)
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-              "max_tokens": args.max_tokens, "rows": rows}
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "max_tokens": args.max_tokens,
+        "rows": rows,
+    }
     print("\n| model | engine | load s | batch 1 tok/s | batch 16 (4x4) tok/s |\n|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['model']} | {r['engine']} | failed: {r['error']} | | |")
             continue
-        print(f"| {r['model']} | {r['engine']} | {r['load_s']:.1f} | {r['batch1']['tokens_per_s']:.1f} "
-              f"| {r['batch16']['tokens_per_s']:.1f} |")
+        print(
+            f"| {r['model']} | {r['engine']} | {r['load_s']:.1f} | {r['batch1']['tokens_per_s']:.1f} "
+            f"| {r['batch16']['tokens_per_s']:.1f} |"
+        )
     save_report(report, args.out)
     return report
 

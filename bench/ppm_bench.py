@@ -26,6 +26,7 @@ with another --ppm-base or --ppm-epochs reuses the search and the policy):
 Every accuracy has its standard error, sqrt(p (1 - p) / n). Prints the tables
 and writes bench/results/ppm.json (or --out).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,17 @@ from rstar.config import load_config  # noqa: E402
 from rstar.data import load_problems  # noqa: E402
 from rstar.evolve import majority  # noqa: E402
 from rstar.extract import PairCounts, ppm_pairs, sft_records  # noqa: E402
-from rstar.runs import (KeptEngine, evaluate, read_jsonl, read_trees, search_context, search_problems,  # noqa: E402
-                        with_policy, write_atomic)
 from rstar.prompts import sft_prompt  # noqa: E402
+from rstar.runs import (  # noqa: E402
+    KeptEngine,
+    evaluate,
+    read_jsonl,
+    read_trees,
+    search_context,
+    search_problems,
+    with_policy,
+    write_atomic,
+)
 from rstar.search.chains import run_chains, terminals, weight  # noqa: E402
 from rstar.search.expand import partial_solution  # noqa: E402
 from rstar.search.tree import Tree  # noqa: E402
@@ -72,7 +81,7 @@ def jsonl(path: Path, rows: list[dict]) -> None:
 def split_problems(ids: list[str], seed: int, held_fraction: float) -> set[str]:
     order = sorted(ids)
     random.Random(seed).shuffle(order)
-    return set(order[:max(1, int(len(order) * held_fraction))])
+    return set(order[: max(1, int(len(order) * held_fraction))])
 
 
 def stage_data(folder: Path, trees: list[Tree], config, seed: int) -> dict:
@@ -82,11 +91,13 @@ def stage_data(folder: Path, trees: list[Tree], config, seed: int) -> dict:
         return json.loads(done.read_text())
     held = split_problems([t.problem_id for t in trees], seed, 0.2)
     counts = {"train": PairCounts(), "held": PairCounts()}
-    sides = {"train": [t for t in trees if t.problem_id not in held], "held": [t for t in trees if t.problem_id in held]}
+    sides = {
+        "train": [t for t in trees if t.problem_id not in held],
+        "held": [t for t in trees if t.problem_id in held],
+    }
     for side, group in sides.items():
         jsonl(folder / f"sft-{side}.jsonl", [r for t in group for r in sft_records(t, config.extract)])
-        jsonl(folder / f"pairs-{side}.jsonl",
-              [p for t in group for p in ppm_pairs(t, config.extract, counts[side])])
+        jsonl(folder / f"pairs-{side}.jsonl", [p for t in group for p in ppm_pairs(t, config.extract, counts[side])])
     split = {"held_problems": sorted(held), "counts": {k: dict(v) for k, v in counts.items()}}
     write_atomic(done, json.dumps(split, indent=2))
     return split
@@ -124,7 +135,7 @@ def stage_samples(work: Path, heldout, config, policy: str, n: int) -> list[dict
         cfg = with_policy(config, policy, True)
         with search_context(cfg) as ctx:
             for i in range(0, len(todo), cfg.batch_problems):
-                batch = todo[i:i + cfg.batch_problems]
+                batch = todo[i : i + cfg.batch_problems]
                 trees = [Tree(p.id, p.question, p.answer) for p in batch]
                 run_chains(trees, ctx, n=n)
                 new = []
@@ -132,7 +143,9 @@ def stage_samples(work: Path, heldout, config, policy: str, n: int) -> list[dict
                     samples = []
                     for node in terminals(t):
                         text = sft_prompt(t.question) + partial_solution(t, node)
-                        samples += [{"answer": node.answer, "correct": bool(node.correct), "text": text}] * weight(t, node)
+                        samples += [{"answer": node.answer, "correct": bool(node.correct), "text": text}] * weight(
+                            t, node
+                        )
                     new.append({"id": p.id, "samples": samples[:n]})
                 with open(path, "a") as f:
                     for row in new:
@@ -172,11 +185,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--rollouts", type=int, default=8)
     parser.add_argument("--candidates", type=int, default=None, help="per expansion (default: the preset's)")
     parser.add_argument("--searcher", default=None, help="search model (default: the cpu-demo's bootstrap)")
-    parser.add_argument("--tuned-pool-size", type=int, default=0,
-                        help="further pool problems searched by the SFT policy, as a second round would")
+    parser.add_argument(
+        "--tuned-pool-size",
+        type=int,
+        default=0,
+        help="further pool problems searched by the SFT policy, as a second round would",
+    )
     parser.add_argument("--heldout-size", type=int, default=60)
-    parser.add_argument("--guided-size", type=int, default=30,
-                        help="held-out problems for greedy / beam / MCTS (0: skip them)")
+    parser.add_argument(
+        "--guided-size", type=int, default=30, help="held-out problems for greedy / beam / MCTS (0: skip them)"
+    )
     parser.add_argument("--n", type=int, default=16, help="samples per held-out problem")
     parser.add_argument("--curve", type=int, nargs="+", default=[50, 100, 200, 0], help="PPM train pairs (0: all)")
     parser.add_argument("--ppm-base", default="policy", help="policy (the SFT policy) or a model name")
@@ -199,11 +217,17 @@ def main(argv=None) -> dict:
     searcher = args.searcher or ev.bootstrap or config.engine.model
     search_cfg = with_policy(config, searcher, bool(args.searcher))
     search_cfg = dataclasses.replace(
-        search_cfg, expand=dataclasses.replace(search_cfg.expand, errors_threshold=ev.bootstrap_errors_threshold,
-                                               candidates=args.candidates or search_cfg.expand.candidates),
-        mcts=dataclasses.replace(search_cfg.mcts, rollouts=args.rollouts))
-    summary = search_problems(pool, work / "search", search_cfg,
-                              on_batch=lambda b: print(f"  searched {len(b)} more", flush=True))
+        search_cfg,
+        expand=dataclasses.replace(
+            search_cfg.expand,
+            errors_threshold=ev.bootstrap_errors_threshold,
+            candidates=args.candidates or search_cfg.expand.candidates,
+        ),
+        mcts=dataclasses.replace(search_cfg.mcts, rollouts=args.rollouts),
+    )
+    summary = search_problems(
+        pool, work / "search", search_cfg, on_batch=lambda b: print(f"  searched {len(b)} more", flush=True)
+    )
     trees = read_trees(work / "search" / "trees.jsonl")
     seconds["search"] = time.perf_counter() - t0
     print(f"search: {summary['problems']} problems, {summary['solved']} solved, {summary['nodes']} nodes")
@@ -224,21 +248,31 @@ def main(argv=None) -> dict:
 
     # 3b. more pairs: further problems searched by the SFT policy, as round 2 does
     # (its SFT prompt, float32, the later rounds' errors threshold); split the same way.
-    searches = {"bootstrap": {"searcher": searcher, **{k: summary[k] for k in
-                                                       ("problems", "solved", "nodes", "steps_failed")}}}
+    searches = {
+        "bootstrap": {"searcher": searcher, **{k: summary[k] for k in ("problems", "solved", "nodes", "steps_failed")}}
+    }
     if args.tuned_pool_size:
         t0 = time.perf_counter()
-        more = load_problems(ev.pool, args.pool_size + args.tuned_pool_size)[args.pool_size:]
+        more = load_problems(ev.pool, args.pool_size + args.tuned_pool_size)[args.pool_size :]
         tuned_cfg = with_policy(config, str(policy.resolve()), True)
-        tuned_cfg = dataclasses.replace(tuned_cfg, expand=dataclasses.replace(
-            tuned_cfg.expand, candidates=args.candidates or tuned_cfg.expand.candidates),
-            mcts=dataclasses.replace(tuned_cfg.mcts, rollouts=args.rollouts))
-        tuned_summary = search_problems(more, work / "search-tuned", tuned_cfg,
-                                        on_batch=lambda b: print(f"  searched {len(b)} more (SFT policy)", flush=True))
-        splits["tuned"] = stage_data(work / "data-tuned", read_trees(work / "search-tuned" / "trees.jsonl"),
-                                     config, args.seed)
-        searches["tuned"] = {"searcher": "policy", **{k: tuned_summary[k] for k in
-                                                      ("problems", "solved", "nodes", "steps_failed")}}
+        tuned_cfg = dataclasses.replace(
+            tuned_cfg,
+            expand=dataclasses.replace(tuned_cfg.expand, candidates=args.candidates or tuned_cfg.expand.candidates),
+            mcts=dataclasses.replace(tuned_cfg.mcts, rollouts=args.rollouts),
+        )
+        tuned_summary = search_problems(
+            more,
+            work / "search-tuned",
+            tuned_cfg,
+            on_batch=lambda b: print(f"  searched {len(b)} more (SFT policy)", flush=True),
+        )
+        splits["tuned"] = stage_data(
+            work / "data-tuned", read_trees(work / "search-tuned" / "trees.jsonl"), config, args.seed
+        )
+        searches["tuned"] = {
+            "searcher": "policy",
+            **{k: tuned_summary[k] for k in ("problems", "solved", "nodes", "steps_failed")},
+        }
         seconds["search_tuned"] = time.perf_counter() - t0
     folders = [work / "data"] + ([work / "data-tuned"] if args.tuned_pool_size else [])
     train_pairs = [p for d in folders for p in read_jsonl(d / "pairs-train.jsonl")]
@@ -248,8 +282,9 @@ def main(argv=None) -> dict:
 
     # 4. the PPMs of the learning curve
     base = str(policy.resolve()) if args.ppm_base == "policy" else args.ppm_base
-    ppm_cfg = dataclasses.replace(config.ppm_train, base=base, **(
-        {"epochs": args.ppm_epochs} if args.ppm_epochs else {}))
+    ppm_cfg = dataclasses.replace(
+        config.ppm_train, base=base, **({"epochs": args.ppm_epochs} if args.ppm_epochs else {})
+    )
     # the tag names what a PPM was trained on, so a run with more pairs trains afresh
     tag = f"{'policy' if args.ppm_base == 'policy' else Path(base).name}-e{ppm_cfg.epochs:g}-p{len(train_pairs)}"
     curve = []
@@ -269,7 +304,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     heldout = load_problems(ev.heldout, args.heldout_size)
     rows = stage_samples(work, heldout, config, str(policy.resolve()), args.n)
-    ks = sorted({min(2 ** i, args.n) for i in range(args.n.bit_length() + 1)})
+    ks = sorted({min(2**i, args.n) for i in range(args.n.bit_length() + 1)})
     for point in curve:
         scorer = PPMScorer(point["folder"], scale=config.ppm.scale)
         texts = [s["text"] for r in rows for s in r["samples"]]
@@ -280,27 +315,45 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     tuned = with_policy(config, str(policy.resolve()), True)
     best = curve[-1]["folder"]
-    guided_set = heldout[:args.guided_size]
+    guided_set = heldout[: args.guided_size]
     results = {}
     kept = KeptEngine()  # one engine for the three evaluations
     try:
         modes = (("greedy", 1), ("beam", ev.eval_beam_width), ("mcts", 1)) if guided_set else ()
         for mode, n in modes:
-            m = evaluate(guided_set if mode != "greedy" else heldout, mode, n, work / f"eval-{mode}-{tag}", tuned,
-                         ppm=None if mode == "greedy" else best, kept=kept)
-            results[mode] = {"problems": m["problems"], "accuracy": m["accuracy"],
-                             "se": se(m["accuracy"], m["problems"])}
+            m = evaluate(
+                guided_set if mode != "greedy" else heldout,
+                mode,
+                n,
+                work / f"eval-{mode}-{tag}",
+                tuned,
+                ppm=None if mode == "greedy" else best,
+                kept=kept,
+            )
+            results[mode] = {
+                "problems": m["problems"],
+                "accuracy": m["accuracy"],
+                "se": se(m["accuracy"], m["problems"]),
+            }
     finally:
         kept.close()
     if guided_set:
-        greedy_subset = sum(r["correct"] for r in read_jsonl(work / f"eval-greedy-{tag}" / "answers.jsonl")
-                            if r["id"] in {p.id for p in guided_set}) / len(guided_set)
-        results["greedy_on_guided_subset"] = {"problems": len(guided_set), "accuracy": greedy_subset,
-                                              "se": se(greedy_subset, len(guided_set))}
+        greedy_subset = sum(
+            r["correct"]
+            for r in read_jsonl(work / f"eval-greedy-{tag}" / "answers.jsonl")
+            if r["id"] in {p.id for p in guided_set}
+        ) / len(guided_set)
+        results["greedy_on_guided_subset"] = {
+            "problems": len(guided_set),
+            "accuracy": greedy_subset,
+            "se": se(greedy_subset, len(guided_set)),
+        }
     seconds["guided"] = time.perf_counter() - t0
 
-    print(f"\n| PPM train pairs | held-out step-pair acc. | held-out answer-pair acc. | maj@{ks[-1]} "
-          f"| best-of-{ks[-1]} | weighted@{ks[-1]} |\n|---|---|---|---|---|---|")
+    print(
+        f"\n| PPM train pairs | held-out step-pair acc. | held-out answer-pair acc. | maj@{ks[-1]} "
+        f"| best-of-{ks[-1]} | weighted@{ks[-1]} |\n|---|---|---|---|---|---|"
+    )
     for p in curve:
         v = p["votes"]
         cell = [pct(v[key][-1]["accuracy"], len(rows)) for key in ("majority", "best_of_n", "weighted")]
@@ -314,18 +367,29 @@ def main(argv=None) -> dict:
     print("\n| search | problems | accuracy |\n|---|---|---|")
     for mode, r in results.items():
         print(f"| {mode} | {r['problems']} | {pct(r['accuracy'], r['problems'])} |")
+
     def local(path: str) -> str:  # no machine's absolute paths in the results
         return os.path.relpath(path) if os.path.isabs(path) else path
 
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "args": {**vars(args), "out": local(args.out)},
-              "synthesis": searches,
-              "pairs": {"train": len(train_pairs), "held": len(held_pairs),
-                        "train_step": sum(p["kind"] == "step" for p in train_pairs),
-                        "held_step": sum(p["kind"] == "step" for p in held_pairs), "counts": counts},
-              "ppm_base": local(base), "ppm_epochs": ppm_cfg.epochs, "curve": curve, "searches": results,
-              "heldout_samples": {"problems": len(rows), "n": args.n}, "seconds": seconds}
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "args": {**vars(args), "out": local(args.out)},
+        "synthesis": searches,
+        "pairs": {
+            "train": len(train_pairs),
+            "held": len(held_pairs),
+            "train_step": sum(p["kind"] == "step" for p in train_pairs),
+            "held_step": sum(p["kind"] == "step" for p in held_pairs),
+            "counts": counts,
+        },
+        "ppm_base": local(base),
+        "ppm_epochs": ppm_cfg.epochs,
+        "curve": curve,
+        "searches": results,
+        "heldout_samples": {"problems": len(rows), "n": args.n},
+        "seconds": seconds,
+    }
     save_report(report, args.out)
     return report
 

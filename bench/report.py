@@ -1,4 +1,5 @@
 """Writing a benchmark's JSON result (shared by the bench scripts)."""
+
 from __future__ import annotations
 
 import json

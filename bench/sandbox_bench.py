@@ -5,6 +5,7 @@
 Prints a table and writes bench/results/sandbox.json. Everything is measured
 in the same run on the same machine; compare ratios, not absolute numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,8 @@ from datetime import datetime, timezone
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from report import save_report  # noqa: E402
-
 from baselines import PebbleExecutor, SubprocessExecutor  # noqa: E402
+from report import save_report  # noqa: E402
 from workload import make_workload, tree_order  # noqa: E402
 
 from sandbox import Limits, Sandbox  # noqa: E402
@@ -64,8 +64,9 @@ print(json.dumps(out))
 def measure_floor() -> dict:
     env = _zygote_env()
     env["PYTHONPATH"] = os.path.dirname(HERE)
-    proc = subprocess.run([sys.executable, "-c", FLOOR_SCRIPT, DEFAULT_WARMUP],
-                          capture_output=True, text=True, env=env, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", FLOOR_SCRIPT, DEFAULT_WARMUP], capture_output=True, text=True, env=env, check=True
+    )
     return json.loads(proc.stdout)
 
 
@@ -86,7 +87,7 @@ def latency(run_one, n: int) -> dict:
 def in_calls(run_batch, programs: list[str]) -> float:
     t = time.perf_counter()
     for i in range(0, len(programs), CALL_SIZE):
-        run_batch(programs[i:i + CALL_SIZE])
+        run_batch(programs[i : i + CALL_SIZE])
     return len(programs) / (time.perf_counter() - t)
 
 
@@ -122,10 +123,12 @@ def settle(max_s: float = 10.0) -> None:
     """Wait until the CPUs are mostly idle: a closed Sandbox's processes are
     torn down by the kernel after close() returns, and that must not be
     billed to the next executor measured."""
+
     def ticks():
         with open("/proc/stat") as f:
             values = [int(v) for v in f.readline().split()[1:]]
         return sum(values), values[3] + values[4]
+
     deadline = time.monotonic() + max_s
     while time.monotonic() < deadline:
         total, idle = ticks()
@@ -156,7 +159,7 @@ def run_steps(workers: int, programs: list, call_size: int) -> tuple[float, int,
         t = time.perf_counter()
         resumed = 0
         for i in range(0, len(programs), size):
-            resumed += sum(r.snapshot_steps for r in sb.run_batch(programs[i:i + size]))
+            resumed += sum(r.snapshot_steps for r in sb.run_batch(programs[i : i + size]))
         per_s = len(programs) / (time.perf_counter() - t)
         return per_s, resumed, sb.snapshot_stats(), processes_created() - forks
     finally:
@@ -214,7 +217,7 @@ def bench_subprocess(workers: int, plain: list[str], n_lat: int) -> dict:
         plain_s, _ = timed(ex.run_batch, plain)
         return {
             "plain_per_s": len(plain) / plain_s,
-            "calls_per_s": in_calls(ex.run_batch, plain[:2 * CALL_SIZE]),
+            "calls_per_s": in_calls(ex.run_batch, plain[: 2 * CALL_SIZE]),
             "print1": latency(lambda: ex.run_batch(["print(1)"]), n_lat),
         }
     finally:
@@ -227,42 +230,74 @@ def fmt(value, spec: str = ".1f") -> str:
 
 def print_table(report: dict) -> None:
     floor = report["floor"]
-    print(f"\nraw floor (zygote memory layout): fork+_exit+waitpid {floor['fork_exit'] * 1e3:.2f} ms, "
-          f"+ print(1) over a pipe {floor['fork_print'] * 1e3:.2f} ms")
-    cols = ("executor", "workers", "plain prog/s", f"full wall s ({TIMEOUT_S:.0f}s t/o)",
-            f"calls of {CALL_SIZE} prog/s", "print(1) p50 ms", "p99 ms", "start s")
+    print(
+        f"\nraw floor (zygote memory layout): fork+_exit+waitpid {floor['fork_exit'] * 1e3:.2f} ms, "
+        f"+ print(1) over a pipe {floor['fork_print'] * 1e3:.2f} ms"
+    )
+    cols = (
+        "executor",
+        "workers",
+        "plain prog/s",
+        f"full wall s ({TIMEOUT_S:.0f}s t/o)",
+        f"calls of {CALL_SIZE} prog/s",
+        "print(1) p50 ms",
+        "p99 ms",
+        "start s",
+    )
     print("\n| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for row in report["rows"]:
-        print("| " + " | ".join([
-            row["executor"], str(row["workers"]), fmt(row.get("plain_per_s")),
-            fmt(row.get("full_wall_s")), fmt(row.get("calls_per_s")),
-            fmt(row["print1"]["p50_ms"]), fmt(row["print1"]["p99_ms"]),
-            fmt(row.get("start_s"), ".2f")]) + " |")
-    print(f"\nstep form ({report['workload']['step_form_programs']} programs of "
-          f"{report['workload']['step_form_steps']} steps in tree order; snapshots on):")
-    print("\n| executor | workers | plain prog/s | calls of 12 prog/s | steps from a snapshot "
-          "(plain / calls) | processes forked per program (plain / calls) "
-          "| live snapshots at the end (plain / calls) |")
+        print(
+            "| "
+            + " | ".join(
+                [
+                    row["executor"],
+                    str(row["workers"]),
+                    fmt(row.get("plain_per_s")),
+                    fmt(row.get("full_wall_s")),
+                    fmt(row.get("calls_per_s")),
+                    fmt(row["print1"]["p50_ms"]),
+                    fmt(row["print1"]["p99_ms"]),
+                    fmt(row.get("start_s"), ".2f"),
+                ]
+            )
+            + " |"
+        )
+    print(
+        f"\nstep form ({report['workload']['step_form_programs']} programs of "
+        f"{report['workload']['step_form_steps']} steps in tree order; snapshots on):"
+    )
+    print(
+        "\n| executor | workers | plain prog/s | calls of 12 prog/s | steps from a snapshot "
+        "(plain / calls) | processes forked per program (plain / calls) "
+        "| live snapshots at the end (plain / calls) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for row in report["step_rows"]:
         snap = ""
         if "plain_snapshots" in row:
             p, c = row["plain_snapshots"], row["calls_snapshots"]
-            snap = (f"{row['plain_from_snapshot']:.0%} / {row['calls_from_snapshot']:.0%} | "
-                    f"{row['plain_forks_per_program']:.2f} / {row['calls_forks_per_program']:.2f} | "
-                    f"{p['live']} ({p['memory_mb']:.0f} MiB) / {c['live']} ({c['memory_mb']:.0f} MiB)")
+            snap = (
+                f"{row['plain_from_snapshot']:.0%} / {row['calls_from_snapshot']:.0%} | "
+                f"{row['plain_forks_per_program']:.2f} / {row['calls_forks_per_program']:.2f} | "
+                f"{p['live']} ({p['memory_mb']:.0f} MiB) / {c['live']} ({c['memory_mb']:.0f} MiB)"
+            )
         else:
             snap = "— | — | —"
-        print(f"| {row['executor']} | {row['workers']} | {row['plain_per_s']:.1f} | "
-              f"{row['calls_per_s']:.1f} | {snap} |")
+        print(
+            f"| {row['executor']} | {row['workers']} | {row['plain_per_s']:.1f} | {row['calls_per_s']:.1f} | {snap} |"
+        )
     print("\nratios, sandbox / pebble (targets at 2 workers):")
     for w, r in report["ratios"].items():
-        print(f"  {w} workers: plain {r['plain']:.2f}x (>= 0.5), calls of 12 {r['calls']:.2f}x (>= 2.5), "
-              f"full wall {r['full_wall']:.2f}x (<= 0.33), print(1) {r['print1']:.3f}x (<= 0.1), "
-              f"print(1) / floor {r['print1_vs_floor']:.2f}x (<= 1.5)")
-        print(f"  {w} workers, step form: plain {r['steps_plain']:.2f}x (>= 1.5), "
-              f"calls of 12 {r['steps_calls']:.2f}x (>= 5)")
+        print(
+            f"  {w} workers: plain {r['plain']:.2f}x (>= 0.5), calls of 12 {r['calls']:.2f}x (>= 2.5), "
+            f"full wall {r['full_wall']:.2f}x (<= 0.33), print(1) {r['print1']:.3f}x (<= 0.1), "
+            f"print(1) / floor {r['print1_vs_floor']:.2f}x (<= 1.5)"
+        )
+        print(
+            f"  {w} workers, step form: plain {r['steps_plain']:.2f}x (>= 1.5), "
+            f"calls of 12 {r['steps_calls']:.2f}x (>= 5)"
+        )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -282,10 +317,14 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
-                   f"Python {platform.python_version()}",
-        "workload": {"programs": len(full), "endless": len(full) - len(plain),
-                     "errors": sum(p.kind == "error" for p in workload),
-                     "step_form_programs": len(tree), "step_form_steps": n_steps},
+        f"Python {platform.python_version()}",
+        "workload": {
+            "programs": len(full),
+            "endless": len(full) - len(plain),
+            "errors": sum(p.kind == "error" for p in workload),
+            "step_form_programs": len(tree),
+            "step_form_steps": n_steps,
+        },
         "floor": measure_floor(),
         "rows": [],
         "step_rows": [],
@@ -294,15 +333,15 @@ def main(argv: list[str] | None = None) -> dict:
     for workers in args.workers:
         ours = bench_sandbox(workers, plain, full, calls, n_lat)
         pebble = bench_pebble(workers, plain, full, calls, max(10, n_lat // 5))
-        sub = bench_subprocess(workers, plain[:24 if args.quick else 48], max(10, n_lat // 5))
-        for name, row in (("sandbox (ours)", ours), ("pebble pool per call", pebble),
-                          ("subprocess per program", sub)):
+        sub = bench_subprocess(workers, plain[: 24 if args.quick else 48], max(10, n_lat // 5))
+        for name, row in (("sandbox (ours)", ours), ("pebble pool per call", pebble), ("subprocess per program", sub)):
             report["rows"].append({"executor": name, "workers": workers, **row})
         steps = bench_steps(workers, tree, n_steps)
         pebble_steps = bench_pebble_steps(workers, tree)
-        report["step_rows"] += [{"executor": "sandbox, steps (ours)", "workers": workers, **steps},
-                                {"executor": "pebble pool per call", "workers": workers,
-                                 **pebble_steps}]
+        report["step_rows"] += [
+            {"executor": "sandbox, steps (ours)", "workers": workers, **steps},
+            {"executor": "pebble pool per call", "workers": workers, **pebble_steps},
+        ]
         report["ratios"][workers] = {
             "steps_plain": steps["plain_per_s"] / pebble_steps["plain_per_s"],
             "steps_calls": steps["calls_per_s"] / pebble_steps["calls_per_s"],

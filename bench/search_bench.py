@@ -6,6 +6,7 @@ PPM scoring, and everything else (the search's own bookkeeping).
 Prints a table and writes bench/results/search.json. Target: everything else
 under 5% of the wall time (engine and sandbox start-up are reported apart).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,20 +42,30 @@ def main(argv=None) -> dict:
         summary = search_problems(problems, Path(tmp) / "run", config)
     run = summary["this_run"]
     wall = run["wall_s"]
-    phases = {**{k: run["seconds"].get(k, 0.0) for k in ("generation", "sandbox", "grading", "ppm")},
-              "everything else": run["other_s"]}
-    print(f"\n{len(problems)} problems of {args.problems}, preset {args.preset}: "
-          f"{summary['nodes']} nodes, {summary['solved']} solved, {summary['steps_failed']} failed steps; "
-          f"start-up {run['setup_s']:.1f} s (not in the wall time)")
+    phases = {
+        **{k: run["seconds"].get(k, 0.0) for k in ("generation", "sandbox", "grading", "ppm")},
+        "everything else": run["other_s"],
+    }
+    print(
+        f"\n{len(problems)} problems of {args.problems}, preset {args.preset}: "
+        f"{summary['nodes']} nodes, {summary['solved']} solved, {summary['steps_failed']} failed steps; "
+        f"start-up {run['setup_s']:.1f} s (not in the wall time)"
+    )
     print("\n| phase | seconds | share of wall |\n|---|---|---|")
     for name, sec in phases.items():
         print(f"| {name} | {sec:.2f} | {sec / wall:.1%} |")
     print(f"| wall | {wall:.2f} | 100% |")
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "problems": args.problems, "limit": args.limit, "preset": args.preset,
-              "config": config.to_dict(), "summary": summary, "phases": phases,
-              "other_share": run["other_s"] / wall}
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "problems": args.problems,
+        "limit": args.limit,
+        "preset": args.preset,
+        "config": config.to_dict(),
+        "summary": summary,
+        "phases": phases,
+        "other_share": run["other_s"] / wall,
+    }
     save_report(report, args.out)
     return report
 

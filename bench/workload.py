@@ -5,6 +5,7 @@ first k steps, so the batch has one program per node, as a tree search
 executes them. About 10% of programs raise, about 3% never finish (pure-Python
 and C-level loops).
 """
+
 from __future__ import annotations
 
 import random

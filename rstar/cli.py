@@ -1,19 +1,22 @@
 """The `rstar` command."""
+
 from __future__ import annotations
 
 import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="rStar-Math: code-augmented MCTS, PPM and self-evolution on one machine.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="rStar-Math: code-augmented MCTS, PPM and self-evolution on one machine.",
+)
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -22,7 +25,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _config(preset: str, overrides: List[str], policy: Optional[str], **direct):
+def _config(preset: str, overrides: list[str], policy: str | None, **direct):
     """The preset with overrides. A policy folder we trained (it records its
     prompt style) is run as `rstar evolve` runs it: its prompt style, the
     `evolve.tuned_engine` and no int8 unless `evolve.tuned_int8`; an explicit
@@ -42,13 +45,14 @@ def _config(preset: str, overrides: List[str], policy: Optional[str], **direct):
         return config
     given = {o.split("=", 1)[0].strip() for o in overrides}
     tuned = with_policy(config, policy, True)
-    engine = dataclasses.replace(tuned.engine, **{k: getattr(config.engine, k) for k in ("kind", "int8")
-                                                  if f"engine.{k}" in given})
+    engine = dataclasses.replace(
+        tuned.engine, **{k: getattr(config.engine, k) for k in ("kind", "int8") if f"engine.{k}" in given}
+    )
     style = config.expand.prompt_style if "expand.prompt_style" in given else tuned.expand.prompt_style
     return dataclasses.replace(tuned, engine=engine, expand=dataclasses.replace(tuned.expand, prompt_style=style))
 
 
-def _problems(source: str, limit: Optional[int]):
+def _problems(source: str, limit: int | None):
     from rstar.data import ProblemFileError, load_problems
 
     try:
@@ -67,8 +71,14 @@ def _check_model(name: str) -> None:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=console)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[stats]}"),
+        console=console,
+    )
 
 
 @app.command()
@@ -76,10 +86,10 @@ def search(
     problems: str = typer.Option(..., help="problem set name (gsm8k_train, math_train, ...) or JSONL file"),
     out: Path = typer.Option(..., help="output folder: trees.jsonl, summary.json, config.json"),
     preset: str = typer.Option("cpu-demo", help="tiny, cpu-demo or workstation"),
-    policy: Optional[str] = typer.Option(None, help="policy model (default: the preset's)"),
-    ppm: Optional[str] = typer.Option(None, help="PPM folder: PPM-augmented MCTS"),
-    limit: Optional[int] = typer.Option(None, help="only the first N problems"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides"),
+    policy: str | None = typer.Option(None, help="policy model (default: the preset's)"),
+    ppm: str | None = typer.Option(None, help="PPM folder: PPM-augmented MCTS"),
+    limit: int | None = typer.Option(None, help="only the first N problems"),
+    overrides: list[str] | None = typer.Argument(None, help="section.key=value overrides"),
 ):
     """MCTS data synthesis: one tree per problem, every step verified in the sandbox.
     An interrupted run continues where it stopped."""
@@ -98,15 +108,20 @@ def search(
             totals["nodes"] += sum(len(t.nodes) - 1 for t in trees)
             done = bar.tasks[task].completed + len(trees)
             rate = totals["nodes"] / max(time.perf_counter() - started, 1e-9)
-            bar.update(task, advance=len(trees), stats=(
-                f"nodes {totals['nodes']}  steps/s {rate:.1f}  solved {totals['solved']}/{done}"))
+            bar.update(
+                task,
+                advance=len(trees),
+                stats=(f"nodes {totals['nodes']}  steps/s {rate:.1f}  solved {totals['solved']}/{done}"),
+            )
 
         try:
             summary = search_problems(items, out, config, on_batch, ppm=ppm)
         except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
-    console.print(f"{summary['problems']} trees in {out / 'trees.jsonl'}: solved {summary['solved']}, "
-                  f"{summary['nodes']} nodes, {summary['steps_failed']} failed steps")
+    console.print(
+        f"{summary['problems']} trees in {out / 'trees.jsonl'}: solved {summary['solved']}, "
+        f"{summary['nodes']} nodes, {summary['steps_failed']} failed steps"
+    )
 
 
 @app.command("eval")
@@ -116,12 +131,12 @@ def evaluate_cmd(
     mode: str = typer.Option("greedy", help="greedy, maj, bon, beam or mcts (the last three need --ppm)"),
     n: int = typer.Option(8, help="samples for maj and bon; beam width for beam"),
     preset: str = typer.Option("cpu-demo"),
-    policy: Optional[str] = typer.Option(None, help="policy model (default: the preset's)"),
-    ppm: Optional[str] = typer.Option(None, help="PPM folder (bon, beam, mcts)"),
-    runs: Optional[int] = typer.Option(None, help="mcts: independent MCTS runs per problem (inference.runs)"),
-    top_k: Optional[int] = typer.Option(None, help="mcts: best-valued run answers that vote (inference.top_k)"),
-    limit: Optional[int] = typer.Option(None, help="only the first N problems"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides"),
+    policy: str | None = typer.Option(None, help="policy model (default: the preset's)"),
+    ppm: str | None = typer.Option(None, help="PPM folder (bon, beam, mcts)"),
+    runs: int | None = typer.Option(None, help="mcts: independent MCTS runs per problem (inference.runs)"),
+    top_k: int | None = typer.Option(None, help="mcts: best-valued run answers that vote (inference.top_k)"),
+    limit: int | None = typer.Option(None, help="only the first N problems"),
+    overrides: list[str] | None = typer.Argument(None, help="section.key=value overrides"),
 ):
     """Solve a benchmark without its answers, then grade with math-verify."""
     from rstar.runs import evaluate
@@ -138,8 +153,11 @@ def evaluate_cmd(
             nodes[0] += sum(len(t.nodes) - 1 for t in trees)
             rate = nodes[0] / max(time.perf_counter() - started, 1e-9)
             answered = sum(any(x.answer is not None for x in t.nodes) for t in trees)
-            bar.update(task, advance=len(trees),
-                       stats=f"nodes {nodes[0]}  steps/s {rate:.1f}  answered {answered}/{len(trees)} (last batch)")
+            bar.update(
+                task,
+                advance=len(trees),
+                stats=f"nodes {nodes[0]}  steps/s {rate:.1f}  answered {answered}/{len(trees)} (last batch)",
+            )
 
         try:
             metrics = evaluate(items, mode, n, out, config, ppm=ppm, on_batch=on_batch)
@@ -151,9 +169,14 @@ def evaluate_cmd(
     table = Table(title=title)
     for col in ("problems", "correct", "accuracy", f"maj@{metrics['n']}", f"pass@{metrics['n']}", "wall s"):
         table.add_column(col)
-    table.add_row(str(metrics["problems"]), str(metrics["correct"]), f"{metrics['accuracy']:.1%}",
-                  f"{metrics['majority_accuracy']:.1%}", f"{metrics['pass_at_n']:.1%}",
-                  f"{metrics['wall_s']:.0f}")
+    table.add_row(
+        str(metrics["problems"]),
+        str(metrics["correct"]),
+        f"{metrics['accuracy']:.1%}",
+        f"{metrics['majority_accuracy']:.1%}",
+        f"{metrics['pass_at_n']:.1%}",
+        f"{metrics['wall_s']:.0f}",
+    )
     Console().print(table)
 
 
@@ -162,11 +185,15 @@ def extract(
     kind: str = typer.Argument(..., help="sft (best verified trajectories) or ppm (preference pairs)"),
     trees: Path = typer.Option(..., help="a trees.jsonl written by rstar search"),
     out: Path = typer.Option(..., help="output file"),
-    fmt: str = typer.Option("ours", "--format", help="ours (JSON Lines with Q-values and ids) or official "
-                            "(the reference's released format: a JSON array of {query, response} or "
-                            "{prompt, pos, neg, pos_count, neg_count})"),
+    fmt: str = typer.Option(
+        "ours",
+        "--format",
+        help="ours (JSON Lines with Q-values and ids) or official "
+        "(the reference's released format: a JSON array of {query, response} or "
+        "{prompt, pos, neg, pos_count, neg_count})",
+    ),
     preset: str = typer.Option("cpu-demo", help="the preset whose `extract` section applies"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="extract.key=value overrides"),
+    overrides: list[str] | None = typer.Argument(None, help="extract.key=value overrides"),
 ):
     """Training data from search trees, as the reference extracts it."""
     import json
@@ -208,8 +235,8 @@ def train(
     data: Path = typer.Option(..., help="rstar extract sft / ppm output"),
     out: Path = typer.Option(..., help="output folder (rerun to resume from its last checkpoint)"),
     preset: str = typer.Option("cpu-demo"),
-    base: Optional[str] = typer.Option(None, help="the model to start from (default: the preset's)"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides"),
+    base: str | None = typer.Option(None, help="the model to start from (default: the preset's)"),
+    overrides: list[str] | None = typer.Argument(None, help="section.key=value overrides"),
 ):
     """Fine-tune the policy or train the PPM."""
     from rstar.policy_train import train_policy
@@ -246,8 +273,8 @@ def train(
 def evolve(
     workdir: Path = typer.Option(..., help="work folder: one round-K/ per round, report.md, plots/"),
     preset: str = typer.Option("cpu-demo", help="tiny, cpu-demo, cpu-demo-qwen or workstation"),
-    rounds: Optional[int] = typer.Option(None, help="number of rounds (default: the preset's)"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides"),
+    rounds: int | None = typer.Option(None, help="number of rounds (default: the preset's)"),
+    overrides: list[str] | None = typer.Argument(None, help="section.key=value overrides"),
 ):
     """Self-evolution: rounds of MCTS -> policy SFT -> PPM training, each round
     evaluated on a held-out set. Run the same command again to continue an
@@ -265,8 +292,12 @@ def evolve(
         _check_model(model)
     started = time.perf_counter()
     try:
-        result = run_evolve(workdir, config, preset, log=lambda msg: console.print(
-            f"[dim]{time.perf_counter() - started:6.0f}s[/dim] {msg}"))
+        result = run_evolve(
+            workdir,
+            config,
+            preset,
+            log=lambda msg: console.print(f"[dim]{time.perf_counter() - started:6.0f}s[/dim] {msg}"),
+        )
     except (ValueError, FileNotFoundError, ProblemFileError, DataFileError) as exc:
         _fail(str(exc))
     Console().print(_evolve_table(result["rounds"]))
@@ -275,21 +306,26 @@ def evolve(
 
 def _evolve_table(rounds: list[dict]) -> Table:
     table = Table(title="held-out accuracy per round")
-    for col in ("round", "greedy", "majority@N", "PPM best-of-N", "PPM-guided", "PPM pair acc.", "other set",
-                "wall s"):
+    for col in ("round", "greedy", "majority@N", "PPM best-of-N", "PPM-guided", "PPM pair acc.", "other set", "wall s"):
         table.add_column(col)
     for m in rounds:
         e = m["eval"]
 
-        def cell(result):
+        def cell(result, e=e):
             return "-" if result is None else f"{result['accuracy']:.0%} ({result['correct']}/{e['problems']})"
 
         ppm = (m.get("ppm_train") or {}).get("eval_pairwise_accuracy")
         extra = e.get("extra")
-        table.add_row(str(m["round"]), cell(e["greedy"]), cell(e["majority"]), cell(e["best_of_n"]),
-                      cell(e.get("guided")), "-" if ppm is None else f"{ppm:.0%}",
-                      "-" if extra is None else f"{extra['accuracy']:.0%} ({extra['correct']}/{extra['problems']})",
-                      f"{sum(m['seconds'].values()):.0f}")
+        table.add_row(
+            str(m["round"]),
+            cell(e["greedy"]),
+            cell(e["majority"]),
+            cell(e["best_of_n"]),
+            cell(e.get("guided")),
+            "-" if ppm is None else f"{ppm:.0%}",
+            "-" if extra is None else f"{extra['accuracy']:.0%} ({extra['correct']}/{extra['problems']})",
+            f"{sum(m['seconds'].values()):.0f}",
+        )
     return table
 
 

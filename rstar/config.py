@@ -1,5 +1,6 @@
 """Run configuration: one immutable object per command, from a YAML preset and
 `section.key=value` overrides, validated once. Unknown keys are an error."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,10 +9,10 @@ from pathlib import Path
 
 import yaml
 
-from rstar.prompts import PROMPT_STYLES
 from rstar.extract import ExtractConfig
 from rstar.policy_train import PolicyTrainConfig
 from rstar.ppm.train import PPMTrainConfig
+from rstar.prompts import PROMPT_STYLES
 from rstar.search.expand import ExpandConfig
 from rstar.search.mcts import MCTSConfig
 
@@ -41,8 +42,10 @@ class SandboxSettings:
 class PPMSettings:
     """How a trained PPM is read during search and evaluation."""
 
-    scale: float = field(default=5.0, metadata={
-        "help": "score = tanh(head output / scale); the reference's 5 keeps scores from saturating"})
+    scale: float = field(
+        default=5.0,
+        metadata={"help": "score = tanh(head output / scale); the reference's 5 keeps scores from saturating"},
+    )
     batch_size: int = field(default=16, metadata={"help": "texts per forward pass"})
     max_length: int = field(default=2048, metadata={"help": "longer texts keep their last tokens"})
 
@@ -67,34 +70,59 @@ class EvolveSettings:
     heldout: str = field(default="gsm8k", metadata={"help": "held-out evaluation set, never trained on"})
     heldout_size: int = field(default=50, metadata={"help": "first N held-out problems (0: all)"})
     eval_n: int = field(default=8, metadata={"help": "samples for PPM best-of-N vs majority vote"})
-    extra_heldout: str = field(default="", metadata={
-        "help": "a second held-out set, greedy accuracy per round: problems the pool's generator did not "
-                "write (gsm8k_simple beside arith_test), to tell arithmetic from templates ('': none)"})
+    extra_heldout: str = field(
+        default="",
+        metadata={
+            "help": "a second held-out set, greedy accuracy per round: problems the pool's generator did not "
+            "write (gsm8k_simple beside arith_test), to tell arithmetic from templates ('': none)"
+        },
+    )
     extra_heldout_size: int = field(default=0, metadata={"help": "first N problems of extra_heldout (0: all)"})
     bootstrap: str = field(default="", metadata={"help": "round 1 searches with this model ('': engine.model)"})
     bootstrap_rollouts: int = field(default=0, metadata={"help": "round 1's MCTS rollouts (0: mcts.rollouts)"})
-    bootstrap_errors_threshold: int = field(default=2, metadata={
-        "help": "round 1's expand.errors_threshold (the reference's bootstrap config: 2)"})
-    ppm_search_from: int = field(default=3, metadata={
-        "help": "first round whose search is PPM-augmented (the paper: terminal-guided in rounds 1-2, "
-                "whose PPMs are still noisy; PPM-augmented from round 3)"})
-    eval_guided: str = field(default="mcts", metadata={
-        "help": "PPM-guided held-out evaluation per round beside greedy/majority/best-of-N: mcts "
-                "(inference.runs x mcts.rollouts), beam (width eval_beam_width), or '' for none"})
+    bootstrap_errors_threshold: int = field(
+        default=2, metadata={"help": "round 1's expand.errors_threshold (the reference's bootstrap config: 2)"}
+    )
+    ppm_search_from: int = field(
+        default=3,
+        metadata={
+            "help": "first round whose search is PPM-augmented (the paper: terminal-guided in rounds 1-2, "
+            "whose PPMs are still noisy; PPM-augmented from round 3)"
+        },
+    )
+    eval_guided: str = field(
+        default="mcts",
+        metadata={
+            "help": "PPM-guided held-out evaluation per round beside greedy/majority/best-of-N: mcts "
+            "(inference.runs x mcts.rollouts), beam (width eval_beam_width), or '' for none"
+        },
+    )
     eval_beam_width: int = field(default=8, metadata={"help": "beam width of eval_guided=beam (the reference: 8)"})
-    unsolved_rollouts: int = field(default=0, metadata={
-        "help": "rollouts for problems no earlier round solved (0: mcts.rollouts)"})
+    unsolved_rollouts: int = field(
+        default=0, metadata={"help": "rollouts for problems no earlier round solved (0: mcts.rollouts)"}
+    )
     unsolved_from: int = field(default=2, metadata={"help": "first round that uses unsolved_rollouts"})
-    policy_from: str = field(default="base", metadata={
-        "help": "base: every round fine-tunes engine.model; previous: the previous round's policy"})
-    data: str = field(default="all", metadata={
-        "help": "all: train on every round's trees so far; round: on this round's only"})
-    tuned_prompt_style: str = field(default="sft", metadata={
-        "help": "prompt style of fine-tuned policies whose folder records none (ours record theirs)"})
-    tuned_int8: bool = field(default=False, metadata={
-        "help": "engine.int8 for fine-tuned policies too (off: on the 135M model it erased what LoRA taught)"})
-    tuned_engine: str = field(default="", metadata={
-        "help": "engine.kind for fine-tuned policies ('': engine.kind; auto: vllm where installed, else hf)"})
+    policy_from: str = field(
+        default="base",
+        metadata={"help": "base: every round fine-tunes engine.model; previous: the previous round's policy"},
+    )
+    data: str = field(
+        default="all", metadata={"help": "all: train on every round's trees so far; round: on this round's only"}
+    )
+    tuned_prompt_style: str = field(
+        default="sft",
+        metadata={"help": "prompt style of fine-tuned policies whose folder records none (ours record theirs)"},
+    )
+    tuned_int8: bool = field(
+        default=False,
+        metadata={
+            "help": "engine.int8 for fine-tuned policies too (off: on the 135M model it erased what LoRA taught)"
+        },
+    )
+    tuned_engine: str = field(
+        default="",
+        metadata={"help": "engine.kind for fine-tuned policies ('': engine.kind; auto: vllm where installed, else hf)"},
+    )
     min_pairs: int = field(default=4, metadata={"help": "fewer PPM pairs than this: keep the previous PPM"})
     max_pairs: int = field(default=0, metadata={"help": "PPM pairs per round, a seeded sample (0: all)"})
 
@@ -133,7 +161,20 @@ class RunConfig:
             raise ValueError("evolve.policy_from must be base or previous; evolve.data all or round")
         if ev.tuned_engine not in ("", "auto", "hf", "vllm"):
             raise ValueError(f"evolve.tuned_engine must be '', auto, hf or vllm, not {ev.tuned_engine!r}")
-        if ev.rounds < 1 or ev.eval_n < 1 or ev.unsolved_from < 1 or min(ev.pool_size, ev.heldout_size, ev.extra_heldout_size, ev.unsolved_rollouts, ev.max_pairs, ev.bootstrap_rollouts) < 0:
+        if (
+            ev.rounds < 1
+            or ev.eval_n < 1
+            or ev.unsolved_from < 1
+            or min(
+                ev.pool_size,
+                ev.heldout_size,
+                ev.extra_heldout_size,
+                ev.unsolved_rollouts,
+                ev.max_pairs,
+                ev.bootstrap_rollouts,
+            )
+            < 0
+        ):
             raise ValueError("evolve.rounds, eval_n and unsolved_from must be >= 1; sizes, rollouts, pairs >= 0")
 
     def to_dict(self) -> dict:
@@ -175,8 +216,10 @@ def _build(cls, data: dict, prefix: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(prefix + k for k in sorted(unknown))}; "
-                         f"valid: {', '.join(prefix + k for k in fields)}")
+        raise ValueError(
+            f"unknown config key(s) {', '.join(prefix + k for k in sorted(unknown))}; "
+            f"valid: {', '.join(prefix + k for k in fields)}"
+        )
     kwargs = {}
     for name, value in data.items():
         f = fields[name]

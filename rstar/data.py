@@ -1,4 +1,5 @@
 """Problem sets: JSON Lines of {id, question, answer}, validated before any work."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,7 @@ def load_problems(name_or_path: str, limit: int | None = None) -> list[Problem]:
     """
     path = DATA_DIR / BUNDLED[name_or_path] if name_or_path in BUNDLED else Path(name_or_path)
     if not path.is_file():
-        raise ProblemFileError(f"no problem set {name_or_path!r}: not a file and not one of "
-                               f"{', '.join(BUNDLED)}")
+        raise ProblemFileError(f"no problem set {name_or_path!r}: not a file and not one of {', '.join(BUNDLED)}")
     problems, seen = [], set()
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):

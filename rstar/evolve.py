@@ -16,6 +16,7 @@ Every stage leaves a file that says it finished, and each stage resumes on its
 own (search per problem, training from its last checkpoint, evaluation per
 batch), so running the same command again continues where it stopped.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,8 +29,7 @@ from pathlib import Path
 from rstar.config import RunConfig
 from rstar.data import Problem, load_problems
 from rstar.extract import PairCounts, describe_counts, ppm_pairs, sft_records
-from rstar.runs import (KeptEngine, evaluate, read_jsonl, read_trees, search_problems, with_policy,
-                        write_atomic)
+from rstar.runs import KeptEngine, evaluate, read_jsonl, read_trees, search_problems, with_policy, write_atomic
 from rstar.search.chains import majority
 
 SPEC = "evolve.json"
@@ -79,8 +79,7 @@ def evolve(workdir: Path, config: RunConfig, preset: str, log=print) -> dict:
                 history.append(finished[k])
                 continue
             log(f"round {k}: start")
-            history.append(run_round(k, workdir / f"round-{k}", pool, heldout, config, history,
-                                     workdir, kept, log))
+            history.append(run_round(k, workdir / f"round-{k}", pool, heldout, config, history, workdir, kept, log))
             write_report(workdir, history, config, preset)
             log(f"round {k}: done; report in {workdir / 'report.md'}")
     finally:
@@ -104,21 +103,33 @@ def claim_workdir(workdir: Path, config: RunConfig, preset: str) -> None:
         except json.JSONDecodeError:
             raise EvolveError(f"{spec} is damaged (not JSON); it records what {workdir} runs") from None
         if theirs.get("preset") != preset:
-            raise EvolveError(f"{workdir} holds an evolve run of preset {theirs.get('preset')!r}, "
-                              f"not {preset!r}; use another --workdir")
+            raise EvolveError(
+                f"{workdir} holds an evolve run of preset {theirs.get('preset')!r}, "
+                f"not {preset!r}; use another --workdir"
+            )
         if theirs != mine:
             diff = _differences(theirs.get("config", {}), settings)
-            raise EvolveError(f"{workdir} holds an evolve run with other settings ({', '.join(diff)}); "
-                              "use the same overrides or another --workdir")
+            raise EvolveError(
+                f"{workdir} holds an evolve run with other settings ({', '.join(diff)}); "
+                "use the same overrides or another --workdir"
+            )
         return
     for child in workdir.iterdir():
-        raise EvolveError(f"{workdir} is not empty and has no {SPEC} ({child.name}); "
-                          "use an empty or new --workdir")
+        raise EvolveError(f"{workdir} is not empty and has no {SPEC} ({child.name}); use an empty or new --workdir")
     _write_json(spec, mine)
 
 
-def run_round(k: int, folder: Path, pool: list[Problem], heldout: HeldOut, config: RunConfig,
-              history: list[dict], workdir: Path, kept: KeptEngine, log) -> dict:
+def run_round(
+    k: int,
+    folder: Path,
+    pool: list[Problem],
+    heldout: HeldOut,
+    config: RunConfig,
+    history: list[dict],
+    workdir: Path,
+    kept: KeptEngine,
+    log,
+) -> dict:
     ev = config.evolve
     previous = history[-1]
     base = config.engine.model
@@ -127,32 +138,53 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: HeldOut, confi
     search_cfg = with_policy(config, searcher, tuned and searcher == policy)
     if k == 1:  # the bootstrap round: its own rollout count and code-error threshold, as the reference
         search_cfg = dataclasses.replace(
-            search_cfg, expand=dataclasses.replace(search_cfg.expand, errors_threshold=ev.bootstrap_errors_threshold),
-            mcts=dataclasses.replace(search_cfg.mcts, rollouts=ev.bootstrap_rollouts or search_cfg.mcts.rollouts))
+            search_cfg,
+            expand=dataclasses.replace(search_cfg.expand, errors_threshold=ev.bootstrap_errors_threshold),
+            mcts=dataclasses.replace(search_cfg.mcts, rollouts=ev.bootstrap_rollouts or search_cfg.mcts.rollouts),
+        )
     search_ppm = ppm if k >= ev.ppm_search_from else None  # the paper: terminal-guided in rounds 1-2
     solved_before = set().union(*(set(m.get("solved_ids", [])) for m in history[1:]))
     more = ev.unsolved_rollouts if k >= ev.unsolved_from else 0
     rollouts = {p.id: more for p in pool if p.id not in solved_before} if more else {}
-    _claim_round(folder, {"round": k, "search_model": searcher, "ppm": search_ppm,
-                          "unsolved_rollouts": more, "search": search_cfg.to_dict()})
+    _claim_round(
+        folder,
+        {
+            "round": k,
+            "search_model": searcher,
+            "ppm": search_ppm,
+            "unsolved_rollouts": more,
+            "search": search_cfg.to_dict(),
+        },
+    )
     seconds = _Seconds(folder / "seconds.json")
 
     with seconds.phase("search"):
-        log(f"round {k}: MCTS over {len(pool)} problems with {searcher}"
+        log(
+            f"round {k}: MCTS over {len(pool)} problems with {searcher}"
             + (" guided by the PPM" if search_ppm else ", terminal-guided")
-            + (f", {more} rollouts for {len(rollouts)} unsolved" if rollouts else ""))
-        search = search_problems(pool, folder / "search", search_cfg, ppm=search_ppm, rollouts=rollouts,
-                                 on_batch=_counter(f"round {k}:   searched", log), kept=kept)
+            + (f", {more} rollouts for {len(rollouts)} unsolved" if rollouts else "")
+        )
+        search = search_problems(
+            pool,
+            folder / "search",
+            search_cfg,
+            ppm=search_ppm,
+            rollouts=rollouts,
+            on_batch=_counter(f"round {k}:   searched", log),
+            kept=kept,
+        )
         trees = read_trees(folder / "search" / "trees.jsonl")
-    log(f"round {k}: solved {search['solved']}/{search['problems']}, {search['nodes']} nodes, "
-        f"{search['steps_failed']} failed steps")
+    log(
+        f"round {k}: solved {search['solved']}/{search['problems']}, {search['nodes']} nodes, "
+        f"{search['steps_failed']} failed steps"
+    )
 
     with seconds.phase("extract"):
         sources = [folder] if ev.data == "round" else [workdir / f"round-{i}" for i in range(1, k + 1)]
-        all_trees = [t for src in sources for t in
-                     (trees if src == folder else read_trees(src / "search" / "trees.jsonl"))]
-        sft = _write_once(folder / "data" / "sft.jsonl",
-                          [r for t in all_trees for r in sft_records(t, config.extract)])
+        all_trees = [
+            t for src in sources for t in (trees if src == folder else read_trees(src / "search" / "trees.jsonl"))
+        ]
+        sft = _write_once(folder / "data" / "sft.jsonl", [r for t in all_trees for r in sft_records(t, config.extract)])
         counts = PairCounts()
         pairs = [r for t in all_trees for r in ppm_pairs(t, config.extract, counts)]
         if ev.max_pairs and len(pairs) > ev.max_pairs:
@@ -168,16 +200,21 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: HeldOut, confi
         start_from = base if ev.policy_from == "base" or not tuned else policy
         with seconds.phase("policy"):
             log(f"round {k}: fine-tuning {start_from} on {sft} solutions")
-            policy_metrics = _train(folder / "policy", folder / "data" / "sft.jsonl", "policy",
-                                    dataclasses.replace(config.policy_train, base=start_from))
+            policy_metrics = _train(
+                folder / "policy",
+                folder / "data" / "sft.jsonl",
+                "policy",
+                dataclasses.replace(config.policy_train, base=start_from),
+            )
         policy, tuned = str((folder / "policy").resolve()), True
     else:
         log(f"round {k}: no verified solution; the policy stays {policy}")
     if pairs >= ev.min_pairs:
         with seconds.phase("ppm"):
             log(f"round {k}: training the PPM from {policy} on {pairs} pairs")
-            ppm_metrics = _train(folder / "ppm", folder / "data" / "ppm.jsonl", "ppm",
-                                 dataclasses.replace(config.ppm_train, base=policy))
+            ppm_metrics = _train(
+                folder / "ppm", folder / "data" / "ppm.jsonl", "ppm", dataclasses.replace(config.ppm_train, base=policy)
+            )
         ppm = str((folder / "ppm").resolve())
     else:
         log(f"round {k}: {pairs} PPM pairs (< {ev.min_pairs}); the PPM stays {ppm}")
@@ -185,21 +222,29 @@ def run_round(k: int, folder: Path, pool: list[Problem], heldout: HeldOut, confi
     with seconds.phase("eval"):
         evaluation = evaluate_heldout(folder / "eval", heldout, config, policy, tuned, ppm, kept, log)
     metrics = {
-        "round": k, "policy": policy, "tuned": tuned, "ppm": ppm, "search_model": searcher,
+        "round": k,
+        "policy": policy,
+        "tuned": tuned,
+        "ppm": ppm,
+        "search_model": searcher,
         "search": {key: search[key] for key in ("problems", "solved", "nodes", "steps_failed", "terminals")},
         "solved_ids": sorted(t.problem_id for t in trees if t.solved),
         "q_values": q_histogram(trees),
-        "sft_examples": sft, "ppm_pairs": pairs, "pair_counts": dict(counts),
+        "sft_examples": sft,
+        "ppm_pairs": pairs,
+        "pair_counts": dict(counts),
         "policy_train": _train_summary(policy_metrics),
         "ppm_train": _train_summary(ppm_metrics),
-        "eval": evaluation, "seconds": seconds.read(),
+        "eval": evaluation,
+        "seconds": seconds.read(),
     }
     _write_json(folder / DONE, metrics)
     return metrics
 
 
-def evaluate_heldout(folder: Path, held: HeldOut, config: RunConfig, policy: str,
-                     tuned: bool, ppm: str | None, kept: KeptEngine, log) -> dict:
+def evaluate_heldout(
+    folder: Path, held: HeldOut, config: RunConfig, policy: str, tuned: bool, ppm: str | None, kept: KeptEngine, log
+) -> dict:
     """Greedy accuracy, and N samples judged by majority vote and (with a PPM)
     by the PPM, on the held-out set; with the curves against N; PPM-guided
     search; greedy accuracy on the second held-out set."""
@@ -207,28 +252,44 @@ def evaluate_heldout(folder: Path, held: HeldOut, config: RunConfig, policy: str
     cfg = with_policy(config, policy, tuned)
     heldout = held.main
     log(f"  held-out: greedy on {len(heldout)} problems")
-    greedy = evaluate(heldout, "greedy", 1, folder / "greedy", cfg, on_batch=_counter("    greedy:", log),
-                      kept=kept)
+    greedy = evaluate(heldout, "greedy", 1, folder / "greedy", cfg, on_batch=_counter("    greedy:", log), kept=kept)
     mode = "bon" if ppm else "maj"
     log(f"  held-out: {ev.eval_n} samples per problem ({'PPM best-of-N and ' if ppm else ''}majority vote)")
-    sample = evaluate(heldout, mode, ev.eval_n, folder / "sample", cfg, ppm=ppm,
-                      on_batch=_counter("    sampled:", log), kept=kept)
+    sample = evaluate(
+        heldout, mode, ev.eval_n, folder / "sample", cfg, ppm=ppm, on_batch=_counter("    sampled:", log), kept=kept
+    )
     guided = None
     if ppm and ev.eval_guided:
         mode, width = ev.eval_guided, ev.eval_beam_width
-        log(f"  held-out: PPM-guided {mode}" + (f" (width {width})" if mode == "beam" else
-                                                  f" ({config.inference.runs} runs x {config.mcts.rollouts} rollouts)"))
-        result = evaluate(heldout, mode, width, folder / mode, cfg, ppm=ppm,
-                          on_batch=_counter(f"    {mode}:", log), kept=kept)
-        guided = {"mode": mode, "correct": result["correct"], "accuracy": result["accuracy"],
-                  "pass": result["pass_at_n"]}
+        log(
+            f"  held-out: PPM-guided {mode}"
+            + (
+                f" (width {width})"
+                if mode == "beam"
+                else f" ({config.inference.runs} runs x {config.mcts.rollouts} rollouts)"
+            )
+        )
+        result = evaluate(
+            heldout, mode, width, folder / mode, cfg, ppm=ppm, on_batch=_counter(f"    {mode}:", log), kept=kept
+        )
+        guided = {
+            "mode": mode,
+            "correct": result["correct"],
+            "accuracy": result["accuracy"],
+            "pass": result["pass_at_n"],
+        }
     extra = None
     if held.extra:
         log(f"  {ev.extra_heldout}: greedy on {len(held.extra)} problems")
-        result = evaluate(held.extra, "greedy", 1, folder / "extra", cfg, on_batch=_counter("    extra:", log),
-                          kept=kept)
-        extra = {"set": ev.extra_heldout, "problems": len(held.extra), "correct": result["correct"],
-                 "accuracy": result["accuracy"]}
+        result = evaluate(
+            held.extra, "greedy", 1, folder / "extra", cfg, on_batch=_counter("    extra:", log), kept=kept
+        )
+        extra = {
+            "set": ev.extra_heldout,
+            "problems": len(held.extra),
+            "correct": result["correct"],
+            "accuracy": result["accuracy"],
+        }
     ids = {p.id for p in heldout}
     rows = [r for r in read_jsonl(folder / "sample" / "answers.jsonl") if r["id"] in ids]
     return {
@@ -248,7 +309,7 @@ def evaluate_heldout(folder: Path, held: HeldOut, config: RunConfig, policy: str
 def sample_curves(rows: list[dict], n: int, with_ppm: bool) -> dict:
     """Accuracy of majority vote (and PPM best-of-N) using the first k samples
     of each problem, for k = 1, 2, 4, ... up to n."""
-    ks = sorted({min(2 ** i, n) for i in range(n.bit_length() + 1)})
+    ks = sorted({min(2**i, n) for i in range(n.bit_length() + 1)})
     curve = {"k": ks, "majority": [], "best_of_n": [] if with_ppm else None}
     for k in ks:
         maj = bon = 0
@@ -292,14 +353,20 @@ def q_histogram(trees, bins: int = 20) -> dict:
 
 # -- helpers -------------------------------------------------------------------
 
+
 def _round_zero(folder: Path, heldout: HeldOut, config: RunConfig, kept: KeptEngine, log) -> dict:
     log(f"round 0: evaluating the base policy {config.engine.model}")
     seconds = _Seconds(folder / "seconds.json")
     with seconds.phase("eval"):
-        evaluation = evaluate_heldout(folder / "eval", heldout, config, config.engine.model,
-                                      False, None, kept, log)
-    metrics = {"round": 0, "policy": config.engine.model, "tuned": False, "ppm": None,
-               "eval": evaluation, "seconds": seconds.read()}
+        evaluation = evaluate_heldout(folder / "eval", heldout, config, config.engine.model, False, None, kept, log)
+    metrics = {
+        "round": 0,
+        "policy": config.engine.model,
+        "tuned": False,
+        "ppm": None,
+        "eval": evaluation,
+        "seconds": seconds.read(),
+    }
     _write_json(folder / DONE, metrics)
     return metrics
 
@@ -323,8 +390,10 @@ def _train(out: Path, data: Path, what: str, settings) -> dict:
         return _load_json(done)
     if what == "policy":
         from rstar.policy_train import train_policy
+
         return train_policy(data, out, settings)
     from rstar.ppm.train import train_ppm
+
     return train_ppm(data, out, settings)
 
 
@@ -341,8 +410,10 @@ def _claim_round(folder: Path, spec: dict) -> None:
     spec = json.loads(json.dumps(spec))
     if path.exists():
         if _load_json(path) != spec:
-            raise EvolveError(f"{path} records another round than the one this run would make "
-                              "(earlier rounds changed?); move the round folder away to redo it")
+            raise EvolveError(
+                f"{path} records another round than the one this run would make "
+                "(earlier rounds changed?); move the round folder away to redo it"
+            )
         return
     _write_json(path, spec)
 

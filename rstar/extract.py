@@ -18,6 +18,7 @@ The walk goes on into children with both correct and wrong answers below.
 Final-answer pairs (the paper): the best correct full trajectories against
 the worst wrong ones. Every rule is a setting and counted (`PairCounts`).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -37,17 +38,27 @@ class ExtractConfig:
 
     sft_per_problem: int = field(default=2, metadata={"help": "correct trajectories kept per problem"})
     pairs_per_side: int = field(default=2, metadata={"help": "positives and negatives per node (2 x 2)"})
-    pairs_single_side: int = field(default=4, metadata={
-        "help": "when one side has a single node, up to this many on the other (1 x 4)"})
-    continuation_check: bool = field(default=True, metadata={
-        "help": "keep a pair only if the positive's best continuation has a higher mean Q than the "
-                "negative's worst one (the reference)"})
+    pairs_single_side: int = field(
+        default=4, metadata={"help": "when one side has a single node, up to this many on the other (1 x 4)"}
+    )
+    continuation_check: bool = field(
+        default=True,
+        metadata={
+            "help": "keep a pair only if the positive's best continuation has a higher mean Q than the "
+            "negative's worst one (the reference)"
+        },
+    )
     min_q_margin: float = field(default=0.5, metadata={"help": "drop pairs with Q+ - Q- below this"})
-    min_edit_distance: int = field(default=20, metadata={
-        "help": "drop pairs whose two steps are fewer than this many character edits apart"})
-    answer_pairs: int = field(default=2, metadata={
-        "help": "final-answer pairs: this many best correct x worst wrong full trajectories (the paper; "
-                "the released extraction code has none: 0 to match it)"})
+    min_edit_distance: int = field(
+        default=20, metadata={"help": "drop pairs whose two steps are fewer than this many character edits apart"}
+    )
+    answer_pairs: int = field(
+        default=2,
+        metadata={
+            "help": "final-answer pairs: this many best correct x worst wrong full trajectories (the paper; "
+            "the released extraction code has none: 0 to match it)"
+        },
+    )
 
 
 class PairCounts(Counter):
@@ -63,9 +74,11 @@ def describe_counts(counts: Counter) -> str:
     """One line: what each rule kept and dropped, step pairs then answer pairs."""
     parts = []
     for label, k in (("step pairs", ""), ("answer pairs", "answer_")):
-        parts.append(f"{label}: {counts[k + 'considered']} considered, {counts[k + 'kept']} kept; dropped "
-                     f"{counts[k + 'empty']} empty, {counts[k + 'not_better']} not better, "
-                     f"{counts[k + 'small_margin']} below the margin, {counts[k + 'similar']} near-identical")
+        parts.append(
+            f"{label}: {counts[k + 'considered']} considered, {counts[k + 'kept']} kept; dropped "
+            f"{counts[k + 'empty']} empty, {counts[k + 'not_better']} not better, "
+            f"{counts[k + 'small_margin']} below the margin, {counts[k + 'similar']} near-identical"
+        )
     return "; ".join(parts)
 
 
@@ -99,11 +112,20 @@ def _ran_cleanly(path: list[Node]) -> bool:
 
 
 def sft_records(tree: Tree, config: ExtractConfig = ExtractConfig()) -> list[dict]:
-    best = sorted((t for t in _trajectories(tree, True) if _ran_cleanly(t[2])),
-                  key=lambda t: (-t[0], -t[1], t[2][-1].id))[:config.sft_per_problem]
-    return [{"id": tree.problem_id, "question": tree.question, "prompt": sft_prompt(tree.question),
-             "response": "".join(node_text(n) for n in path), "avg_q": avg, "min_q": low}
-            for avg, low, path in best]
+    best = sorted(
+        (t for t in _trajectories(tree, True) if _ran_cleanly(t[2])), key=lambda t: (-t[0], -t[1], t[2][-1].id)
+    )[: config.sft_per_problem]
+    return [
+        {
+            "id": tree.problem_id,
+            "question": tree.question,
+            "prompt": sft_prompt(tree.question),
+            "response": "".join(node_text(n) for n in path),
+            "avg_q": avg,
+            "min_q": low,
+        }
+        for avg, low, path in best
+    ]
 
 
 def _continuation(tree: Tree, node: Node, below: dict, best: bool) -> float:
@@ -119,8 +141,7 @@ def _continuation(tree: Tree, node: Node, below: dict, best: bool) -> float:
     return sum(n.value for n in chain) / len(chain)
 
 
-def ppm_pairs(tree: Tree, config: ExtractConfig = ExtractConfig(),
-              counts: PairCounts | None = None) -> list[dict]:
+def ppm_pairs(tree: Tree, config: ExtractConfig = ExtractConfig(), counts: PairCounts | None = None) -> list[dict]:
     """Step pairs and final-answer pairs of one tree; `counts` (if given) adds
     what each rule kept and dropped. Deterministic: ties keep node order."""
     counts = PairCounts() if counts is None else counts
@@ -133,24 +154,35 @@ def ppm_pairs(tree: Tree, config: ExtractConfig = ExtractConfig(),
         kids = [tree.nodes[c] for c in node.children]
         chosen = sorted((k for k in kids if below[k.id][0] > 0), key=lambda k: -k.value)
         rejected = sorted((k for k in kids if below[k.id][1] > 0), key=lambda k: k.value)
-        pos, neg = chosen[:config.pairs_per_side], rejected[:config.pairs_per_side]
+        pos, neg = chosen[: config.pairs_per_side], rejected[: config.pairs_per_side]
         if pos and neg:
             if len(pos) == 1:
-                neg = rejected[:config.pairs_single_side]
+                neg = rejected[: config.pairs_single_side]
             if len(neg) == 1:
-                pos = chosen[:config.pairs_single_side]
+                pos = chosen[: config.pairs_single_side]
             prefix = prompt + partial_solution(tree, node)
             for p in pos:
                 for n in neg:
-                    keep = _filter(config, counts, "", p.value, n.value, node_text(p), node_text(n),
-                                   lambda: _continuation(tree, p, below, True) > _continuation(tree, n, below, False))
+                    keep = _filter(
+                        config,
+                        counts,
+                        "",
+                        p.value,
+                        n.value,
+                        node_text(p),
+                        node_text(n),
+                        lambda p=p, n=n: _continuation(tree, p, below, True) > _continuation(tree, n, below, False),
+                    )
                     if keep:
-                        pairs.append(_pair(tree, "step", prefix, node_text(p), node_text(n), p.value, n.value,
-                                           len(pos), len(neg)))
+                        pairs.append(
+                            _pair(
+                                tree, "step", prefix, node_text(p), node_text(n), p.value, n.value, len(pos), len(neg)
+                            )
+                        )
         queue += [k for k in kids if below[k.id][0] > 0 and below[k.id][1] > 0]
     if config.answer_pairs:
-        good = sorted(_trajectories(tree, True), key=lambda t: (-t[0], t[2][-1].id))[:config.answer_pairs]
-        bad = sorted(_trajectories(tree, False), key=lambda t: (t[0], t[2][-1].id))[:config.answer_pairs]
+        good = sorted(_trajectories(tree, True), key=lambda t: (-t[0], t[2][-1].id))[: config.answer_pairs]
+        bad = sorted(_trajectories(tree, False), key=lambda t: (t[0], t[2][-1].id))[: config.answer_pairs]
         for qp, _, pp in good:
             for qn, _, pn in bad:
                 text_p, text_n = "".join(map(node_text, pp)), "".join(map(node_text, pn))
@@ -159,8 +191,16 @@ def ppm_pairs(tree: Tree, config: ExtractConfig = ExtractConfig(),
     return pairs
 
 
-def _filter(config: ExtractConfig, counts: Counter, kind: str, q_pos: float, q_neg: float,
-            text_pos: str, text_neg: str, better_continuation) -> bool:
+def _filter(
+    config: ExtractConfig,
+    counts: Counter,
+    kind: str,
+    q_pos: float,
+    q_neg: float,
+    text_pos: str,
+    text_neg: str,
+    better_continuation,
+) -> bool:
     counts[kind + "considered"] += 1
     if not text_pos.strip() or not text_neg.strip():  # a generation that wrote nothing teaches nothing
         counts[kind + "empty"] += 1
@@ -178,7 +218,25 @@ def _filter(config: ExtractConfig, counts: Counter, kind: str, q_pos: float, q_n
     return True
 
 
-def _pair(tree: Tree, kind: str, prefix: str, positive: str, negative: str, q_pos: float, q_neg: float,
-          pos_count: int, neg_count: int) -> dict:
-    return {"id": tree.problem_id, "kind": kind, "prefix": prefix, "positive": positive, "negative": negative,
-            "q_positive": q_pos, "q_negative": q_neg, "pos_count": pos_count, "neg_count": neg_count}
+def _pair(
+    tree: Tree,
+    kind: str,
+    prefix: str,
+    positive: str,
+    negative: str,
+    q_pos: float,
+    q_neg: float,
+    pos_count: int,
+    neg_count: int,
+) -> dict:
+    return {
+        "id": tree.problem_id,
+        "kind": kind,
+        "prefix": prefix,
+        "positive": positive,
+        "negative": negative,
+        "q_positive": q_pos,
+        "q_negative": q_neg,
+        "pos_count": pos_count,
+        "neg_count": neg_count,
+    }

@@ -10,6 +10,7 @@ scripts.
 
 The reference writes them as JSON arrays; JSON Lines are read too.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,15 +26,27 @@ def sft_to_official(records: list[dict]) -> list[dict]:
 
 
 def pairs_to_official(pairs: list[dict]) -> list[dict]:
-    return [{"prompt": p["prefix"], "pos": p["positive"], "neg": p["negative"],
-             "pos_count": p.get("pos_count", 1), "neg_count": p.get("neg_count", 1)} for p in pairs]
+    return [
+        {
+            "prompt": p["prefix"],
+            "pos": p["positive"],
+            "neg": p["negative"],
+            "pos_count": p.get("pos_count", 1),
+            "neg_count": p.get("neg_count", 1),
+        }
+        for p in pairs
+    ]
 
 
 def sft_from_official(row: dict, index: int) -> dict:
     """One official SFT row as ours (prompt, response)."""
     _strings(row, "query", "response")
-    return {"id": f"official-{index}", "question": row["query"], "prompt": sft_prompt(row["query"]),
-            "response": row["response"]}
+    return {
+        "id": f"official-{index}",
+        "question": row["query"],
+        "prompt": sft_prompt(row["query"]),
+        "response": row["response"],
+    }
 
 
 def pair_from_official(row: dict, index: int) -> dict:
@@ -41,8 +54,15 @@ def pair_from_official(row: dict, index: int) -> dict:
     prompt up to the assistant's turn), so held-out pairs are split by problem."""
     _strings(row, "prompt", "pos", "neg")
     question = row["prompt"].split(ASSISTANT, 1)[0]
-    return {"id": question, "kind": "step", "prefix": row["prompt"], "positive": row["pos"],
-            "negative": row["neg"], "pos_count": row.get("pos_count", 1), "neg_count": row.get("neg_count", 1)}
+    return {
+        "id": question,
+        "kind": "step",
+        "prefix": row["prompt"],
+        "positive": row["pos"],
+        "negative": row["neg"],
+        "pos_count": row.get("pos_count", 1),
+        "neg_count": row.get("neg_count", 1),
+    }
 
 
 def _strings(row: dict, *keys: str) -> None:

@@ -1,6 +1,7 @@
 """Policy SFT: LoRA on the policy with peft, loss on the solution tokens only
 (TRL's SFTTrainer on prompt/completion records), checkpoints resumable, the
 adapter and (on request) merged weights in Hugging Face format."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,7 @@ from pathlib import Path
 
 from rstar.llm.models import resolve_model
 from rstar.prompts import record_prompt_style
-from rstar.training import (DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer,
-                            read_records)
+from rstar.training import DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer, read_records
 
 
 @dataclass(frozen=True)
@@ -43,26 +43,45 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
     rows = load_sft(data)
     base = resolve_model(config.base)
     tokenizer = load_tokenizer(base)
-    examples = [{"prompt": r["prompt"], "completion": r["response"]} for r in rows
-                if fits(tokenizer, (r["prompt"] + r["response"],), config.max_length)]
+    examples = [
+        {"prompt": r["prompt"], "completion": r["response"]}
+        for r in rows
+        if fits(tokenizer, (r["prompt"] + r["response"],), config.max_length)
+    ]
     too_long = len(rows) - len(examples)
     if not examples:
         raise DataFileError(f"{data}: no example fits max_length={config.max_length}")
     torch.manual_seed(config.seed)
-    model = AutoModelForCausalLM.from_pretrained(
-        base, dtype=torch.bfloat16 if config.bf16 else torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if config.bf16 else torch.float32)
     checkpoints = out / "checkpoints"
     args = SFTConfig(
-        output_dir=str(checkpoints), per_device_train_batch_size=config.batch_size,
-        num_train_epochs=config.epochs, learning_rate=config.learning_rate,
-        max_length=config.max_length, completion_only_loss=True, logging_steps=1,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, report_to=[],
-        seed=config.seed, bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
-        disable_tqdm=not progress, use_cpu=not torch.cuda.is_available())
-    lora = LoraConfig(task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, target_modules=list(config.target_modules))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer, peft_config=lora)
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=config.batch_size,
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        max_length=config.max_length,
+        completion_only_loss=True,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        report_to=[],
+        seed=config.seed,
+        bf16=config.bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        disable_tqdm=not progress,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    lora = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer, peft_config=lora
+    )
     resume = last_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.model.save_pretrained(out / "adapter")
@@ -72,9 +91,14 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
         trainer.model.merge_and_unload().save_pretrained(out)
         tokenizer.save_pretrained(out)
         record_prompt_style(out, "sft")
-    metrics = {"examples": len(rows), "skipped_too_long": too_long, "train_loss": result.training_loss,
-               "steps": result.global_step, "resumed": resume is not None,
-               "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
-               "config": asdict(config)}
+    metrics = {
+        "examples": len(rows),
+        "skipped_too_long": too_long,
+        "train_loss": result.training_loss,
+        "steps": result.global_step,
+        "resumed": resume is not None,
+        "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+        "config": asdict(config),
+    }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

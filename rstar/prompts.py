@@ -3,6 +3,7 @@ text), the reference's 2-shot instruction prompt for round-1 bootstrap
 models, and our own instruction with one worked example for small instruct
 models. A fine-tuned policy's folder records the style it was trained with,
 so `rstar search/eval --policy DIR` prompt it the same way."""
+
 from __future__ import annotations
 
 import json

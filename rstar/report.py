@@ -1,5 +1,6 @@
 """The self-evolution report: a Markdown page (a table per round) and PNG plots
 made with matplotlib, rewritten after every round."""
+
 from __future__ import annotations
 
 import os
@@ -38,15 +39,20 @@ def write_report(workdir: Path, rounds: list[dict], config: RunConfig, preset: s
             f"| {_guided(e.get('guided'), e['problems'])} "
             f"| {e['pass_at_n']:.0%} | {_pct(ppm_train.get('eval_pairwise_accuracy'))}"
             f"{_n(ppm_train.get('eval_pairs'))} | {_pct(pairs.get('accuracy'))}{_n(pairs.get('pairs'))} "
-            f"| {_extra(e.get('extra'))} |")
+            f"| {_extra(e.get('extra'))} |"
+        )
     lines += ["", *(f"![{name}](plots/{name}.png)" for name in images), ""]
     for m in rounds[1:]:
         lines += _round_section(m)
-    lines += ["## Files", "",
-              "Each `round-K/` holds `config.json` (the round's resolved settings), `search/trees.jsonl`, "
-              "`data/sft.jsonl` and `data/ppm.jsonl`, `policy/` and `ppm/` (merged weights, `adapter/`, "
-              "`checkpoints/`), `eval/greedy` and `eval/sample` (`answers.jsonl`, `metrics.json`), "
-              "`seconds.json` and `metrics.json`.", ""]
+    lines += [
+        "## Files",
+        "",
+        "Each `round-K/` holds `config.json` (the round's resolved settings), `search/trees.jsonl`, "
+        "`data/sft.jsonl` and `data/ppm.jsonl`, `policy/` and `ppm/` (merged weights, `adapter/`, "
+        "`checkpoints/`), `eval/greedy` and `eval/sample` (`answers.jsonl`, `metrics.json`), "
+        "`seconds.json` and `metrics.json`.",
+        "",
+    ]
     path = workdir / "report.md"
     write_atomic(path, "\n".join(lines))
     return path
@@ -59,8 +65,10 @@ def _round_section(m: dict) -> list[str]:
         ("problems solved in search", f"{s['solved']}/{s['problems']}"),
         ("nodes (steps that failed to run)", f"{s['nodes']} ({s['steps_failed']})"),
         ("SFT examples / PPM pairs", f"{m['sft_examples']} / {m['ppm_pairs']}"),
-        ("step pairs considered / dropped (empty, not better, margin, near-identical)",
-         _pair_counts(m.get("pair_counts"))),
+        (
+            "step pairs considered / dropped (empty, not better, margin, near-identical)",
+            _pair_counts(m.get("pair_counts")),
+        ),
         ("policy training", f"{pt['steps']} steps, loss {pt['train_loss']:.3f}" if pt else "not trained (no data)"),
         ("PPM training", f"{mt['steps']} steps, loss {mt['train_loss']:.3f}" if mt else "not trained (too few pairs)"),
     ]
@@ -71,8 +79,10 @@ def _round_section(m: dict) -> list[str]:
 def _pair_counts(c: dict | None) -> str:
     if not c:
         return "–"
-    return (f"{c.get('considered', 0)} / {c.get('empty', 0)}, {c.get('not_better', 0)}, "
-            f"{c.get('small_margin', 0)}, {c.get('similar', 0)}")
+    return (
+        f"{c.get('considered', 0)} / {c.get('empty', 0)}, {c.get('not_better', 0)}, "
+        f"{c.get('small_margin', 0)}, {c.get('similar', 0)}"
+    )
 
 
 def _plots(folder: Path, rounds: list[dict]) -> list[str]:
@@ -85,8 +95,12 @@ def _plots(folder: Path, rounds: list[dict]) -> list[str]:
     ks = [m["round"] for m in rounds]
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for key, label in (("greedy", "greedy"), ("majority", "majority@N"), ("best_of_n", "PPM best-of-N"),
-                       ("guided", "PPM-guided search")):
+    for key, label in (
+        ("greedy", "greedy"),
+        ("majority", "majority@N"),
+        ("best_of_n", "PPM best-of-N"),
+        ("guided", "PPM-guided search"),
+    ):
         ys = [m["eval"][key]["accuracy"] if m["eval"].get(key) else None for m in rounds]
         pts = [(k, y) for k, y in zip(ks, ys) if y is not None]
         if pts:
@@ -118,10 +132,17 @@ def _plots(folder: Path, rounds: list[dict]) -> list[str]:
     if trained:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         xs = [m["round"] for m in trained]
-        ax.plot(xs, [m["ppm_train"]["eval_pairwise_accuracy"] for m in trained], marker="o",
-                label="held-out pairs (pool problems kept out of training)")
-        held = [(m["round"], m["eval"]["answer_pairs"]["accuracy"]) for m in trained
-                if (m["eval"].get("answer_pairs") or {}).get("accuracy") is not None]
+        ax.plot(
+            xs,
+            [m["ppm_train"]["eval_pairwise_accuracy"] for m in trained],
+            marker="o",
+            label="held-out pairs (pool problems kept out of training)",
+        )
+        held = [
+            (m["round"], m["eval"]["answer_pairs"]["accuracy"])
+            for m in trained
+            if (m["eval"].get("answer_pairs") or {}).get("accuracy") is not None
+        ]
         if held:
             ax.plot(*zip(*held), marker="s", label="held-out problems: correct vs wrong answers")
         ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")

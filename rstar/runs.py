@@ -1,5 +1,6 @@
 """The work behind `rstar search` and `rstar eval`: building the engine and the
 sandbox from a config, resumable tree files, evaluation metrics."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,18 @@ from rstar.config import RunConfig
 from rstar.data import Problem
 from rstar.grading import is_equivalent
 from rstar.prompts import prompt_style_of
-from rstar.search.chains import (answers, best_answer, best_valued, first_answer, majority, majority_answer,
-                                 run_beam, run_chains, samples, top_k_vote)
+from rstar.search.chains import (
+    answers,
+    best_answer,
+    best_valued,
+    first_answer,
+    majority,
+    majority_answer,
+    run_beam,
+    run_chains,
+    samples,
+    top_k_vote,
+)
 from rstar.search.expand import Context
 from rstar.search.mcts import run_mcts
 from rstar.search.tree import Tree, tree_from_record, tree_to_record
@@ -56,8 +67,7 @@ def search_context(config: RunConfig, scorer=None):
         for key in ("threads", "int8", "max_batch_rows"):
             engine_kwargs.pop(key)
     engine = load_engine(kind, **engine_kwargs)
-    limits = Limits(wall_s=config.sandbox.wall_s, cpu_s=config.sandbox.wall_s,
-                    memory_mb=config.sandbox.memory_mb)
+    limits = Limits(wall_s=config.sandbox.wall_s, cpu_s=config.sandbox.wall_s, memory_mb=config.sandbox.memory_mb)
     try:
         with Sandbox(workers=config.sandbox.workers, limits=limits) as sb:
             yield Context(engine, sb, config.expand, scorer)
@@ -103,6 +113,7 @@ def _context(config: RunConfig, scorer, kept: KeptEngine | None):
 
 # -- trees on disk ----------------------------------------------------------
 
+
 def read_trees(path: Path) -> list[Tree]:
     """Every complete tree in a tree file; a torn last line (an interrupted
     write) is cut off the file so that appending continues cleanly."""
@@ -120,8 +131,10 @@ def _read_complete(path: Path, parse) -> list:
             try:
                 items.append(parse(raw))
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}: line {len(items) + 1} is not valid ({exc}); "
-                                 "the file is damaged: move it away to redo its work") from None
+                raise ValueError(
+                    f"{path}: line {len(items) + 1} is not valid ({exc}); "
+                    "the file is damaged: move it away to redo its work"
+                ) from None
             good_bytes += len(raw)
     if good_bytes != path.stat().st_size:
         with open(path, "r+b") as f:
@@ -141,8 +154,10 @@ def claim_folder(out: Path, config: RunConfig, kind: str) -> None:
     if marker.exists():
         theirs = json.loads(marker.read_text())
         if theirs != mine:
-            raise ValueError(f"{out} holds a {theirs.get('command', '?')} run with another config; "
-                             "use another --out or the same preset and overrides")
+            raise ValueError(
+                f"{out} holds a {theirs.get('command', '?')} run with another config; "
+                "use another --out or the same preset and overrides"
+            )
         return
     write_atomic(marker, json.dumps(mine, indent=2))
 
@@ -164,9 +179,15 @@ def load_scorer(ppm: str | None, config: RunConfig):
     return PPMScorer(ppm, batch_size=s.batch_size, max_length=s.max_length, scale=s.scale)
 
 
-def search_problems(problems: list[Problem], out: Path, config: RunConfig,
-                    on_batch=None, ppm: str | None = None,
-                    rollouts: dict[str, int] | None = None, kept: KeptEngine | None = None) -> dict:
+def search_problems(
+    problems: list[Problem],
+    out: Path,
+    config: RunConfig,
+    on_batch=None,
+    ppm: str | None = None,
+    rollouts: dict[str, int] | None = None,
+    kept: KeptEngine | None = None,
+) -> dict:
     """MCTS over every problem not yet in `out/trees.jsonl` (PPM-augmented when
     a PPM is given); `rollouts` gives some problems another number of rollouts
     than `config.mcts.rollouts`; `kept`: run on its engine. Returns the summary."""
@@ -185,7 +206,7 @@ def search_problems(problems: list[Problem], out: Path, config: RunConfig,
             started = time.perf_counter()
             for mcts, group in _by_rollouts(todo, config, rollouts or {}):
                 for i in range(0, len(group), config.batch_problems):
-                    batch = [Tree(p.id, p.question, p.answer) for p in group[i:i + config.batch_problems]]
+                    batch = [Tree(p.id, p.question, p.answer) for p in group[i : i + config.batch_problems]]
                     run_mcts(batch, ctx, mcts)
                     append_trees(path, batch, {"mcts": dataclasses.asdict(mcts)})
                     trees += batch
@@ -195,8 +216,13 @@ def search_problems(problems: list[Problem], out: Path, config: RunConfig,
             seconds = dict(ctx.seconds)
     summary = summarize(trees)
     # "other" is the search's own bookkeeping: wall time minus the measured phases.
-    summary["this_run"] = {"searched": len(todo), "setup_s": setup_s, "wall_s": wall,
-                           "seconds": seconds, "other_s": max(0.0, wall - sum(seconds.values()))}
+    summary["this_run"] = {
+        "searched": len(todo),
+        "setup_s": setup_s,
+        "wall_s": wall,
+        "seconds": seconds,
+        "other_s": max(0.0, wall - sum(seconds.values())),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -227,8 +253,16 @@ NEEDS_PPM = ("bon", "beam", "mcts")
 ANSWERS = "answers.jsonl"
 
 
-def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunConfig,
-             ppm: str | None = None, on_batch=None, kept: KeptEngine | None = None) -> dict:
+def evaluate(
+    problems: list[Problem],
+    mode: str,
+    n: int,
+    out: Path,
+    config: RunConfig,
+    ppm: str | None = None,
+    on_batch=None,
+    kept: KeptEngine | None = None,
+) -> dict:
     """Solve without the ground truth, then grade; writes answers.jsonl (one row
     per problem, appended per batch: an interrupted run continues) and metrics.json;
     `kept`: run on its engine.
@@ -253,7 +287,7 @@ def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunC
     if todo:
         with _context(config, scorer, kept) as ctx:
             for i in range(0, len(todo), config.batch_problems):
-                batch = todo[i:i + config.batch_problems]
+                batch = todo[i : i + config.batch_problems]
                 trees = [Tree(p.id, p.question, None) for p in batch]
                 if mode == "mcts":
                     picks = _mcts_runs(trees, ctx, config)
@@ -273,13 +307,17 @@ def evaluate(problems: list[Problem], mode: str, n: int, out: Path, config: RunC
     wanted = {p.id for p in problems}
     rows = [r for r in rows if r["id"] in wanted]
     count = len(rows)
-    metrics = {"mode": mode, "n": {"greedy": 1, "mcts": config.inference.runs}.get(mode, n), "problems": count,
-               "correct": sum(r["correct"] for r in rows),
-               "accuracy": sum(r["correct"] for r in rows) / count,
-               "pass_at_n": sum(r["pass"] for r in rows) / count,
-               "majority_correct": sum(r["majority_correct"] for r in rows),
-               "majority_accuracy": sum(r["majority_correct"] for r in rows) / count,
-               "wall_s": time.perf_counter() - started}
+    metrics = {
+        "mode": mode,
+        "n": {"greedy": 1, "mcts": config.inference.runs}.get(mode, n),
+        "problems": count,
+        "correct": sum(r["correct"] for r in rows),
+        "accuracy": sum(r["correct"] for r in rows) / count,
+        "pass_at_n": sum(r["pass"] for r in rows) / count,
+        "majority_correct": sum(r["majority_correct"] for r in rows),
+        "majority_accuracy": sum(r["majority_correct"] for r in rows) / count,
+        "wall_s": time.perf_counter() - started,
+    }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
@@ -308,8 +346,7 @@ def _mcts_runs(trees: list[Tree], ctx: Context, config: RunConfig) -> list[list[
         for mine, tree in zip(picks, run_trees):
             best = best_valued(tree)
             found = [n.answer for n in answers(tree)]
-            mine.append({"answer": best[0] if best else None, "value": best[1] if best else None,
-                         "found": found})
+            mine.append({"answer": best[0] if best else None, "value": best[1] if best else None, "found": found})
     return picks
 
 
@@ -321,9 +358,17 @@ def _mcts_row(problem: Problem, tree: Tree, runs: list[dict], top_k: int) -> dic
     answer = top_k_vote(picked, top_k)
     maj = majority([(a, 1) for a, _ in picked])
     found = [a for r in runs for a in r["found"]]
-    return {"id": problem.id, "answer": answer, "truth": truth, "correct": graded(answer),
-            "majority": maj, "majority_correct": graded(maj), "pass": any(graded(a) for a in found),
-            "runs": [{"answer": a, "value": v, "correct": graded(a)} for a, v in picked], "answers": found}
+    return {
+        "id": problem.id,
+        "answer": answer,
+        "truth": truth,
+        "correct": graded(answer),
+        "majority": maj,
+        "majority_correct": graded(maj),
+        "pass": any(graded(a) for a in found),
+        "runs": [{"answer": a, "value": v, "correct": graded(a)} for a, v in picked],
+        "answers": found,
+    }
 
 
 def _graded_row(problem: Problem, tree: Tree, mode: str) -> dict:
@@ -335,9 +380,16 @@ def _graded_row(problem: Problem, tree: Tree, mode: str) -> dict:
     pick = {"greedy": first_answer, "maj": majority_answer}.get(mode, best_answer)
     answer, maj = pick(tree), majority_answer(tree)
     found = [x.answer for x in tree.nodes if x.terminal and x.answer is not None]
-    row = {"id": problem.id, "answer": answer, "truth": truth, "correct": graded(answer),
-           "majority": maj, "majority_correct": graded(maj), "pass": any(graded(a) for a in found),
-           "answers": found}
+    row = {
+        "id": problem.id,
+        "answer": answer,
+        "truth": truth,
+        "correct": graded(answer),
+        "majority": maj,
+        "majority_correct": graded(maj),
+        "pass": any(graded(a) for a in found),
+        "answers": found,
+    }
     if mode in ("maj", "bon"):
         row["samples"] = [{**s, "correct": graded(s["answer"])} for s in samples(tree)]
     return row

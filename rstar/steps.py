@@ -20,6 +20,7 @@ tag, as in the reference. The final code step's node also carries the
 program's output ("\\n<output>...<end_of_output>"); the answer step then starts
 with "\\n<answer>".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ def parse_step(completion: str, stop_reason: str, unended_as_code: bool = True) 
     if stop_reason not in (END_STEP, END_CODE) and not unended_as_code:
         return None
     code = completion.lstrip()
-    code = code[len(CODE):] if code.startswith(CODE) else completion
+    code = code[len(CODE) :] if code.startswith(CODE) else completion
     kind = FINAL_CODE if stop_reason == END_CODE else STEP
     return Step(kind, completion + tag, code.strip("\n"))
 

@@ -1,5 +1,6 @@
 """What the two training recipes share: LoRA and optimisation settings, and
 reading their JSONL data with clear errors."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ class LoraTrainConfig:
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
-    target_modules: tuple = field(default=("q_proj", "k_proj", "v_proj", "o_proj"),
-                                  metadata={"help": "modules LoRA adapts"})
+    target_modules: tuple = field(
+        default=("q_proj", "k_proj", "v_proj", "o_proj"), metadata={"help": "modules LoRA adapts"}
+    )
     learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the data"})
     batch_size: int = field(default=8, metadata={"help": "examples (or pairs) per step"})

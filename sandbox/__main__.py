@@ -1,4 +1,5 @@
 """`python -m sandbox check | run FILE | policy | bench`."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,33 +30,42 @@ SELF_TEST = [
 def check() -> int:
     iso = _isolation.decide()
     print("protections of each child on this kernel and user:")
-    print(f"  seccomp filter      : {'on' if iso.seccomp else 'off'} "
-          f"({len(_core.policy_table())} syscall rules, default EPERM)")
+    print(
+        f"  seccomp filter      : {'on' if iso.seccomp else 'off'} "
+        f"({len(_core.policy_table())} syscall rules, default EPERM)"
+    )
     if iso.landlock_abi:
-        print(f"  Landlock            : on, ABI {iso.landlock_abi} (read-only access to "
-              f"{len(iso.landlock_paths)} paths, no writes"
-              f"{', signals scoped' if iso.landlock_abi >= 6 else ''})")
+        print(
+            f"  Landlock            : on, ABI {iso.landlock_abi} (read-only access to "
+            f"{len(iso.landlock_paths)} paths, no writes"
+            f"{', signals scoped' if iso.landlock_abi >= 6 else ''})"
+        )
     else:
-        print("  Landlock            : not available: file reads are NOT limited "
-              "(writes still fail through seccomp)")
+        print("  Landlock            : not available: file reads are NOT limited (writes still fail through seccomp)")
     if iso.drop_uid >= 0:
-        extra = (" keeping CAP_DAC_READ_SEARCH because the interpreter is not readable by "
-                 "that user; Landlock confines those reads" if iso.keep_dac_read else "")
+        extra = (
+            " keeping CAP_DAC_READ_SEARCH because the interpreter is not readable by "
+            "that user; Landlock confines those reads"
+            if iso.keep_dac_read
+            else ""
+        )
         print(f"  privilege drop      : uid/gid {iso.drop_uid}/{iso.drop_gid}{extra}")
     else:
         print(f"  privilege drop      : not needed (running as uid {os.geteuid()})")
     print("  rlimits             : CPU, address space, file size 0, 64 open files, no core dumps")
     print("  no_new_privs, own process group, killed with the zygote (PDEATHSIG)")
     print("  signals             : to itself only (as plain Python); any other process: EPERM")
-    print("  environment         : minimal (PATH, locale, one thread per numeric library); "
-          "none of the caller's")
+    print("  environment         : minimal (PATH, locale, one thread per numeric library); none of the caller's")
     unsupported = _core.snapshot_support() if iso.seccomp else "seccomp is off"
     if unsupported:
-        print(f"  prefix snapshots    : NOT available ({unsupported}): programs of steps "
-              "run from scratch in fresh forks")
+        print(
+            f"  prefix snapshots    : NOT available ({unsupported}): programs of steps run from scratch in fresh forks"
+        )
     else:
-        print("  prefix snapshots    : on (seccomp user notification: process creation goes "
-              "to the zygote, which forks only what it asked for)")
+        print(
+            "  prefix snapshots    : on (seccomp user notification: process creation goes "
+            "to the zygote, which forks only what it asked for)"
+        )
     print("\nself-test:")
     failures = 0
     os.environ["SANDBOX_CHECK_SECRET"] = "set in the caller"  # must not reach programs
@@ -74,8 +84,9 @@ def check() -> int:
     for name, r in zip(("fork, forked", "fork, in place"), from_snapshot):
         ok = r.snapshot_steps == 1 and r.status is Status.ERROR
         failures += not ok
-        print(f"  {'ok  ' if ok else 'FAIL'} {name:<14} -> {r.status.value}, "
-              f"{r.snapshot_steps} step(s) from a snapshot")
+        print(
+            f"  {'ok  ' if ok else 'FAIL'} {name:<14} -> {r.status.value}, {r.snapshot_steps} step(s) from a snapshot"
+        )
     print("\nall protections behave as expected" if not failures else f"\n{failures} check(s) failed")
     return 1 if failures else 0
 
@@ -97,8 +108,7 @@ def bench(argv: list[str]) -> int:
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     script = os.path.join(here, "bench", "sandbox_bench.py")
     if not os.path.exists(script):
-        print("sandbox: the benchmark ships with the source tree (bench/sandbox_bench.py)",
-              file=sys.stderr)
+        print("sandbox: the benchmark ships with the source tree (bench/sandbox_bench.py)", file=sys.stderr)
         return 2
     sys.path.insert(0, os.path.dirname(script))
     import sandbox_bench
@@ -113,14 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("check", help="show the active protections and run a self-test")
     run_p = sub.add_parser("run", help="run one file and print its result as JSON")
     run_p.add_argument("file")
-    run_p.add_argument("--wall-s", type=float, default=getattr(Limits(), "wall_s"))
-    run_p.add_argument("--cpu-s", type=float, default=getattr(Limits(), "cpu_s"))
-    run_p.add_argument("--memory-mb", type=int, default=getattr(Limits(), "memory_mb"))
-    run_p.add_argument("--output-bytes", type=int, default=getattr(Limits(), "output_bytes"))
+    run_p.add_argument("--wall-s", type=float, default=Limits().wall_s)
+    run_p.add_argument("--cpu-s", type=float, default=Limits().cpu_s)
+    run_p.add_argument("--memory-mb", type=int, default=Limits().memory_mb)
+    run_p.add_argument("--output-bytes", type=int, default=Limits().output_bytes)
     policy_p = sub.add_parser("policy", help="print the seccomp policy for review")
-    policy_p.add_argument("--variant", choices=("plain", "threads", "notify"), default="plain",
-                          help="threads: threads allowed; notify: process creation goes "
-                               "to the zygote (programs of steps, prefix snapshots)")
+    policy_p.add_argument(
+        "--variant",
+        choices=("plain", "threads", "notify"),
+        default="plain",
+        help="threads: threads allowed; notify: process creation goes "
+        "to the zygote (programs of steps, prefix snapshots)",
+    )
     sub.add_parser("bench", help="run the benchmark (bench/sandbox_bench.py)", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "check":

@@ -1,4 +1,5 @@
 """Which protections a zygote applies on this machine, decided once in the caller."""
+
 from __future__ import annotations
 
 import os
@@ -13,9 +14,17 @@ from sandbox import _core
 # libraries loaded lazily, the dynamic loader's cache, time zones, the CPU list
 # that os.cpu_count() reads, and the device files Python opens.
 SYSTEM_READ_PATHS = (
-    "/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib",
-    "/etc/ld.so.cache", "/etc/localtime", "/usr/share/zoneinfo",
-    "/sys/devices/system/cpu", "/dev/null", "/dev/urandom",
+    "/lib",
+    "/lib64",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/local/lib",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/usr/share/zoneinfo",
+    "/sys/devices/system/cpu",
+    "/dev/null",
+    "/dev/urandom",
 )
 UNPRIVILEGED_USER = "nobody"
 
@@ -43,8 +52,7 @@ class Isolation:
 
 def interpreter_paths() -> tuple[str, ...]:
     """Everything the interpreter may import or load from, as real paths."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix,
-             os.path.dirname(os.path.realpath(sys.executable))}
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
     paths.update(p for p in sys.path if p and os.path.isabs(p))
     paths.update(SYSTEM_READ_PATHS)
     return tuple(sorted(os.path.realpath(p) for p in paths if os.path.exists(p)))

@@ -1,4 +1,5 @@
 """Framing between the caller and a zygote; mirrors csrc/protocol.h."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def encode_steps(steps: list[bytes]) -> bytes:
     return b"".join(STEP_LENGTH.pack(len(step)) + step for step in steps)
 
 
-def encode_request(request_id: int, code: bytes, limits: Limits, n_steps: int = 0,
-                   release_prefix: bool = False) -> bytes:
+def encode_request(
+    request_id: int, code: bytes, limits: Limits, n_steps: int = 0, release_prefix: bool = False
+) -> bytes:
     """`code` is one program's source, or (n_steps > 0) encode_steps' payload;
     `release_prefix`: see SBX_FLAG_RELEASE_PREFIX in csrc/protocol.h."""
     header = REQUEST.pack(
@@ -62,8 +64,23 @@ def decode_frames(buf: bytearray) -> list[tuple[int, int, Result | None, tuple[i
     frames = []
     offset = 0
     while len(buf) - offset >= RESPONSE.size:
-        (kind, status, request_id, wall_s, cpu_s, rss, exit_code, term_signal, truncated,
-         out_len, err_len, error_len, snapshot_steps, live, live_mb) = RESPONSE.unpack_from(buf, offset)
+        (
+            kind,
+            status,
+            request_id,
+            wall_s,
+            cpu_s,
+            rss,
+            exit_code,
+            term_signal,
+            truncated,
+            out_len,
+            err_len,
+            error_len,
+            snapshot_steps,
+            live,
+            live_mb,
+        ) = RESPONSE.unpack_from(buf, offset)
         end = offset + RESPONSE.size + out_len + err_len + error_len
         if len(buf) < end:
             break
@@ -72,11 +89,11 @@ def decode_frames(buf: bytearray) -> list[tuple[int, int, Result | None, tuple[i
             offset = end
             continue
         pos = offset + RESPONSE.size
-        stdout = bytes(buf[pos:pos + out_len]).decode("utf-8", "replace")
+        stdout = bytes(buf[pos : pos + out_len]).decode("utf-8", "replace")
         pos += out_len
-        stderr = bytes(buf[pos:pos + err_len]).decode("utf-8", "replace")
+        stderr = bytes(buf[pos : pos + err_len]).decode("utf-8", "replace")
         pos += err_len
-        error = bytes(buf[pos:pos + error_len]).decode("utf-8", "replace") or None
+        error = bytes(buf[pos : pos + error_len]).decode("utf-8", "replace") or None
         result = Result(
             status=Status.from_code(status),
             stdout=stdout,

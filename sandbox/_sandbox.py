@@ -1,4 +1,5 @@
 """Sandbox: run many untrusted programs at once, each in a fresh isolated child."""
+
 from __future__ import annotations
 
 import itertools
@@ -10,18 +11,29 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence, Union
 
 from sandbox import _isolation
 from sandbox._protocol import encode_request, encode_steps
 from sandbox._types import Limits, Result
 from sandbox._worker import STARTUP_ONLY_ENV, Worker, WorkerStartError
 
-Program = Union[str, Sequence[str]]
+Program = str | Sequence[str]
 
-DEFAULT_PRELOAD = ("math", "cmath", "fractions", "decimal", "itertools", "functools",
-                   "collections", "random", "re", "sympy", "numpy")
+DEFAULT_PRELOAD = (
+    "math",
+    "cmath",
+    "fractions",
+    "decimal",
+    "itertools",
+    "functools",
+    "collections",
+    "random",
+    "re",
+    "sympy",
+    "numpy",
+)
 
 # Touch what the preloaded libraries load lazily on first use, so that no child
 # pays for it: sympy imports many submodules and fills caches on the first
@@ -137,13 +149,13 @@ class Sandbox:
             raise
 
     # -- public API ------------------------------------------------------
-    def run(self, program: Program, limits: Limits | None = None,
-            release_prefixes: bool = True) -> Result:
+    def run(self, program: Program, limits: Limits | None = None, release_prefixes: bool = True) -> Result:
         """Run one program; see `run_batch`."""
         return self.run_batch([program], limits, release_prefixes)[0]
 
-    def run_batch(self, programs: Sequence[Program], limits: Limits | None = None,
-                  release_prefixes: bool = True) -> list[Result]:
+    def run_batch(
+        self, programs: Sequence[Program], limits: Limits | None = None, release_prefixes: bool = True
+    ) -> list[Result]:
         """Run every program, each in an isolated child; results in input order.
 
         A program is source text or the sequence of its steps' source texts.
@@ -190,14 +202,16 @@ class Sandbox:
 
     def snapshot_stats(self) -> dict:
         """Live snapshots and their private memory, as the zygotes last reported."""
-        return {"live": sum(w.snapshots[0] for w in self._workers),
-                "memory_mb": sum(w.snapshots[1] for w in self._workers)}
+        return {
+            "live": sum(w.snapshots[0] for w in self._workers),
+            "memory_mb": sum(w.snapshots[1] for w in self._workers),
+        }
 
     def close(self) -> None:
         """Stop every zygote; no process of this sandbox survives it."""
         self._finalizer()
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -213,8 +227,7 @@ class Sandbox:
         if isinstance(program, str):
             return _Job(index, program.encode("utf-8", "surrogatepass"), None)
         if not (isinstance(program, Sequence) and all(isinstance(s, str) for s in program)):
-            return Result.sandbox_error(
-                f"a program must be a str or a sequence of str, not {type(program).__name__}")
+            return Result.sandbox_error(f"a program must be a str or a sequence of str, not {type(program).__name__}")
         steps = tuple(program)
         if not steps or limits.allow_threads or not self.snapshots_active:
             return _Job(index, "\n".join(steps).encode("utf-8", "surrogatepass"), None)
@@ -271,8 +284,9 @@ class Sandbox:
                         held_back.append(job)
                         continue
                     request_id = next(self._ids)
-                    frame = encode_request(request_id, job.code, limits,
-                                           len(job.steps) if job.steps else 0, job.release)
+                    frame = encode_request(
+                        request_id, job.code, limits, len(job.steps) if job.steps else 0, job.release
+                    )
                     try:
                         w.send(request_id, job.index, frame)
                     except (BrokenPipeError, OSError):
@@ -360,4 +374,3 @@ def _checked_env(env: Mapping[str, str] | None) -> dict[str, str]:
             raise ValueError(f"env: the value of {key} must be a string without NUL")
         checked[key] = value
     return checked
-

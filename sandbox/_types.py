@@ -1,4 +1,5 @@
 """The sandbox's public value types: Limits, Status, Result."""
+
 from __future__ import annotations
 
 import enum
@@ -17,7 +18,7 @@ class Status(str, enum.Enum):
     SANDBOX_ERROR = "sandbox_error"  # the sandbox failed, never the program's fault
 
     @classmethod
-    def from_code(cls, code: int) -> "Status":
+    def from_code(cls, code: int) -> Status:
         return _BY_CODE[code]
 
 
@@ -78,5 +79,5 @@ class Result:
         return self.status is Status.OK
 
     @classmethod
-    def sandbox_error(cls, message: str) -> "Result":
+    def sandbox_error(cls, message: str) -> Result:
         return cls(status=Status.SANDBOX_ERROR, error=message)

@@ -1,4 +1,5 @@
 """One zygote process, seen from the caller: start, send, receive, stop."""
+
 from __future__ import annotations
 
 import json
@@ -73,8 +74,8 @@ class Worker:
                 if len(self.buf) >= READY.size:
                     (size,) = READY.unpack_from(self.buf)
                     if len(self.buf) >= READY.size + size:
-                        self.info = json.loads(bytes(self.buf[READY.size:READY.size + size]))
-                        del self.buf[:READY.size + size]
+                        self.info = json.loads(bytes(self.buf[READY.size : READY.size + size]))
+                        del self.buf[: READY.size + size]
                         if self.info["failures"]:
                             self.stop()
                             raise WorkerStartError("; ".join(self.info["failures"]))
@@ -134,7 +135,7 @@ class Worker:
         return True
 
     def frames(self):
-        for kind, request_id, result, snapshots in decode_frames(self.buf):
+        for _kind, request_id, result, snapshots in decode_frames(self.buf):
             self.snapshots = snapshots
             if result is None:
                 self.demoted.add(request_id)

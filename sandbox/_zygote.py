@@ -4,6 +4,7 @@ then forks one isolated child per program (see csrc/supervise.c).
 Started by sandbox._worker as ``python -s -c ... CONFIG_JSON`` with the
 protocol on its stdin/stdout. Never imported by the caller's process.
 """
+
 from __future__ import annotations
 
 import ast
@@ -25,6 +26,7 @@ from sandbox import _core
 from sandbox._protocol import encode_ready
 
 FILENAME = "<program>"
+
 
 def _address_space_bytes() -> int:
     with open("/proc/self/statm") as f:
@@ -66,10 +68,8 @@ def make_ready() -> types.ModuleType:
     main.__builtins__ = builtins
     sys.modules["__main__"] = main
     sys.argv = ["<program>"]
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False),
-                                  encoding="utf-8", errors="backslashreplace")
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False),
-                                  encoding="utf-8", errors="backslashreplace")
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace")
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace")
     return main
 
 
@@ -104,7 +104,7 @@ def _exec(main: types.ModuleType, code) -> tuple[int, bytes] | None:
         main.__dict__.clear()  # free what the program held before reporting
         _print_traceback(exc)
         return 1, b"M" + _error_line(exc).encode()
-    except BaseException as exc:  # noqa: BLE001 - every failure is the program's result
+    except BaseException as exc:
         _print_traceback(exc)
         return 1, b"E" + _error_line(exc).encode("utf-8", "backslashreplace")
     return None
@@ -132,7 +132,7 @@ class Steps:
         steps, pos = [], 0
         for _ in range(n_steps):
             (size,) = struct.unpack_from("<I", payload, pos)
-            steps.append(payload[pos + 4:pos + 4 + size])
+            steps.append(payload[pos + 4 : pos + 4 + size])
             pos += 4 + size
         return steps
 
@@ -154,8 +154,13 @@ class Steps:
                 body = tree.body
                 if any(isinstance(s, ast.ImportFrom) and s.module == "__future__" for s in body):
                     return None
-                if first_step + i and body and isinstance(body[0], ast.Expr) \
-                        and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                if (
+                    first_step + i
+                    and body
+                    and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)
+                ):
                     # Alone, a leading string would become the module's __doc__.
                     body.insert(0, ast.copy_location(ast.Pass(), body[0]))
                 try:
@@ -218,12 +223,12 @@ def main() -> None:
     for name in cfg["preload"]:
         try:
             importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - reported to the caller
+        except Exception as exc:
             failures.append(f"import {name}: {_error_line(exc)}")
     if cfg["warmup"]:
         try:
             exec(compile(cfg["warmup"], "<warmup>", "exec"), {"__name__": "__warmup__"})
-        except Exception as exc:  # noqa: BLE001 - reported to the caller
+        except Exception as exc:
             failures.append(f"warm-up: {_error_line(exc)}")
     # Children must not touch (and so copy) the pre-warmed heap when they collect.
     gc.collect()

@@ -6,6 +6,7 @@ same files; train and test share no question.
 
     python scripts/make_arith.py
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,10 @@ def one_problem(rng: random.Random) -> tuple[str, int]:
         (f"There are {a} bags with {b} {item} in each bag. How many {item} are there in all?", a * b),
         (f"{name} shares {a * b} {item} equally among {b} friends. How many {item} does each friend get?", a),
         (f"{name} buys {a} packs of {b} {item} and gives away {c}. How many {item} are left?", a * b - c),
-        (f"{name} has {a} {item}, buys {b} more and then gives {c} to a friend. "
-         f"How many {item} does {name} have?", a + b - c),
+        (
+            f"{name} has {a} {item}, buys {b} more and then gives {c} to a friend. How many {item} does {name} have?",
+            a + b - c,
+        ),
         (f"{name} reads {a} {item} a day for {b} days and then {c} more. How many {item} in total?", a * b + c),
     ]
     return rng.choice(templates)
@@ -44,12 +47,14 @@ def write(path: Path, n: int, rng: random.Random, taken: set[str], prefix: str) 
 
 
 def write_toy(data: Path) -> None:
-    """"What is a and b?" (a times b, single digits): the tiny model's problems."""
+    """ "What is a and b?" (a times b, single digits): the tiny model's problems."""
     pairs = [(a, b) for a in range(2, 10) for b in range(2, 10)]
     random.Random(7).shuffle(pairs)
     for name, part in (("toy_test", pairs[:16]), ("toy_train", pairs[16:])):
-        rows = [{"id": f"{name}-{i}", "question": f"What is {a} and {b}?", "answer": str(a * b)}
-                for i, (a, b) in enumerate(part)]
+        rows = [
+            {"id": f"{name}-{i}", "question": f"What is {a} and {b}?", "answer": str(a * b)}
+            for i, (a, b) in enumerate(part)
+        ]
         (data / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 

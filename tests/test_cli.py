@@ -1,5 +1,6 @@
 """`rstar search` and `rstar eval` end to end: the tiny model trained offline,
 the real sandbox, trees on disk, resume, bad input."""
+
 import importlib.util
 import json
 import os
@@ -19,8 +20,7 @@ runner = CliRunner()
 def problems_file(path, pairs):
     with open(path, "w") as f:
         for i, (a, b) in enumerate(pairs):
-            f.write(json.dumps({"id": f"t{i}", "question": f"What is {a} and {b}?",
-                                "answer": str(a * b)}) + "\n")
+            f.write(json.dumps({"id": f"t{i}", "question": f"What is {a} and {b}?", "answer": str(a * b)}) + "\n")
     return path
 
 
@@ -32,8 +32,9 @@ def searched(tmp_path_factory):
     work = tmp_path_factory.mktemp("search")
     problems = problems_file(work / "p.jsonl", PAIRS[:3])
     out = work / "out"
-    result = runner.invoke(app, ["search", "--problems", str(problems), "--out", str(out),
-                                 "--preset", "tiny", "mcts.rollouts=6"])
+    result = runner.invoke(
+        app, ["search", "--problems", str(problems), "--out", str(out), "--preset", "tiny", "mcts.rollouts=6"]
+    )
     assert result.exit_code == 0, result.output
     return work, out
 
@@ -67,8 +68,9 @@ def test_resume_searches_only_new_problems(searched):
     work, out = searched
     before = (out / "trees.jsonl").read_bytes()
     problems = problems_file(work / "p5.jsonl", PAIRS)
-    result = runner.invoke(app, ["search", "--problems", str(problems), "--out", str(out),
-                                 "--preset", "tiny", "mcts.rollouts=6"])
+    result = runner.invoke(
+        app, ["search", "--problems", str(problems), "--out", str(out), "--preset", "tiny", "mcts.rollouts=6"]
+    )
     assert result.exit_code == 0, result.output
     after = (out / "trees.jsonl").read_bytes()
     assert after.startswith(before)  # finished trees untouched
@@ -80,8 +82,17 @@ def test_resume_searches_only_new_problems(searched):
 def test_a_torn_last_line_is_searched_again(tmp_path):
     problems = problems_file(tmp_path / "p.jsonl", PAIRS[:2])
     out = tmp_path / "out"
-    args = ["search", "--problems", str(problems), "--out", str(out), "--preset", "tiny",
-            "mcts.rollouts=2", "batch_problems=1"]
+    args = [
+        "search",
+        "--problems",
+        str(problems),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "mcts.rollouts=2",
+        "batch_problems=1",
+    ]
     assert runner.invoke(app, args).exit_code == 0
     path = out / "trees.jsonl"
     first, second = path.read_bytes().splitlines(keepends=True)
@@ -91,12 +102,15 @@ def test_a_torn_last_line_is_searched_again(tmp_path):
     assert lines[0] == first and len(lines) == 2 and json.loads(lines[1])["id"] == "t1"
 
 
-@pytest.mark.parametrize("content,message", [
-    ('{"id": 1, "question": "ok", "answer": "2"}\nnot json\n', ":2: not JSON"),
-    ('{"id": 1, "answer": "2"}\n', "non-empty 'question'"),
-    ('{"id": 1, "question": "a"}\n{"id": 1, "question": "b"}\n', "duplicate id"),
-    ("", "no problems"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('{"id": 1, "question": "ok", "answer": "2"}\nnot json\n', ":2: not JSON"),
+        ('{"id": 1, "answer": "2"}\n', "non-empty 'question'"),
+        ('{"id": 1, "question": "a"}\n{"id": 1, "question": "b"}\n', "duplicate id"),
+        ("", "no problems"),
+    ],
+)
 def test_malformed_problem_files(tmp_path, content, message):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content)
@@ -106,11 +120,14 @@ def test_malformed_problem_files(tmp_path, content, message):
     assert not out.exists()  # nothing written half-way
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--preset", "nope"], "unknown preset"),
-    (["--preset", "tiny", "--policy", "no-such-model"], "unknown model"),
-    (["--preset", "tiny", "mcts.bogus=1"], "unknown config key"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--preset", "nope"], "unknown preset"),
+        (["--preset", "tiny", "--policy", "no-such-model"], "unknown model"),
+        (["--preset", "tiny", "mcts.bogus=1"], "unknown config key"),
+    ],
+)
 def test_bad_options(tmp_path, args, message):
     problems = problems_file(tmp_path / "p.jsonl", PAIRS[:1])
     out = tmp_path / "out"
@@ -121,16 +138,31 @@ def test_bad_options(tmp_path, args, message):
 
 def test_folder_of_another_config_is_refused(searched):
     work, out = searched
-    result = runner.invoke(app, ["search", "--problems", str(work / "p.jsonl"), "--out", str(out),
-                                 "--preset", "tiny", "mcts.rollouts=9"])
+    result = runner.invoke(
+        app, ["search", "--problems", str(work / "p.jsonl"), "--out", str(out), "--preset", "tiny", "mcts.rollouts=9"]
+    )
     assert result.exit_code == 2 and "another config" in result.output
 
 
 def test_eval_greedy_with_the_default_model(tmp_path):
     os.environ["HF_HUB_OFFLINE"] = "1"
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["eval", "--dataset", "gsm8k", "--limit", "3", "--mode", "greedy",
-                                 "--out", str(out), "expand.max_depth=4", "expand.max_step_tokens=64"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            "gsm8k",
+            "--limit",
+            "3",
+            "--mode",
+            "greedy",
+            "--out",
+            str(out),
+            "expand.max_depth=4",
+            "expand.max_step_tokens=64",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     rows = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
@@ -150,8 +182,21 @@ def tiny_ppm(tmp_path_factory):
 def test_ppm_augmented_search(tmp_path, tiny_ppm):
     problems = problems_file(tmp_path / "p.jsonl", PAIRS[:2])
     out = tmp_path / "out"
-    result = runner.invoke(app, ["search", "--problems", str(problems), "--out", str(out),
-                                 "--preset", "tiny", "--ppm", str(tiny_ppm), "mcts.rollouts=4"])
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--problems",
+            str(problems),
+            "--out",
+            str(out),
+            "--preset",
+            "tiny",
+            "--ppm",
+            str(tiny_ppm),
+            "mcts.rollouts=4",
+        ],
+    )
     assert result.exit_code == 0, result.output
     for t in read_trees(out / "trees.jsonl"):
         scored = [n for n in t.nodes if n.step is not None]
@@ -165,9 +210,25 @@ def test_ppm_augmented_search(tmp_path, tiny_ppm):
 def test_eval_modes_with_a_ppm(tmp_path, tiny_ppm, mode):
     problems = problems_file(tmp_path / "p.jsonl", PAIRS[:2])
     out = tmp_path / mode
-    result = runner.invoke(app, ["eval", "--dataset", str(problems), "--mode", mode, "--n", "2",
-                                 "--ppm", str(tiny_ppm), "--preset", "tiny", "--out", str(out),
-                                 "mcts.rollouts=3"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            str(problems),
+            "--mode",
+            mode,
+            "--n",
+            "2",
+            "--ppm",
+            str(tiny_ppm),
+            "--preset",
+            "tiny",
+            "--out",
+            str(out),
+            "mcts.rollouts=3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mode"] == mode and metrics["problems"] == 2
@@ -176,11 +237,24 @@ def test_eval_modes_with_a_ppm(tmp_path, tiny_ppm, mode):
 
 def test_ppm_modes_need_a_ppm(tmp_path):
     problems = problems_file(tmp_path / "p.jsonl", PAIRS[:1])
-    result = runner.invoke(app, ["eval", "--dataset", str(problems), "--mode", "bon",
-                                 "--preset", "tiny", "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["eval", "--dataset", str(problems), "--mode", "bon", "--preset", "tiny", "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2 and "needs a PPM" in result.output
-    result = runner.invoke(app, ["search", "--problems", str(problems), "--preset", "tiny",
-                                 "--ppm", str(tmp_path), "--out", str(tmp_path / "o2")])
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--problems",
+            str(problems),
+            "--preset",
+            "tiny",
+            "--ppm",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o2"),
+        ],
+    )
     assert result.exit_code == 2 and "not a PPM folder" in result.output
     assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
 
@@ -189,14 +263,14 @@ def test_extract_from_searched_trees(searched, tmp_path):
     _, out = searched
     for kind in ("sft", "ppm"):
         target = tmp_path / f"{kind}.jsonl"
-        result = runner.invoke(app, ["extract", kind, "--trees", str(out / "trees.jsonl"),
-                                     "--out", str(target)])
+        result = runner.invoke(app, ["extract", kind, "--trees", str(out / "trees.jsonl"), "--out", str(target)])
         assert result.exit_code == 0, result.output
         rows = [json.loads(line) for line in target.read_text().splitlines()]
         keys = {"prompt", "response"} if kind == "sft" else {"prefix", "positive", "negative"}
         assert all(keys <= set(r) for r in rows)
-    result = runner.invoke(app, ["extract", "nope", "--trees", str(out / "trees.jsonl"),
-                                 "--out", str(tmp_path / "x.jsonl")])
+    result = runner.invoke(
+        app, ["extract", "nope", "--trees", str(out / "trees.jsonl"), "--out", str(tmp_path / "x.jsonl")]
+    )
     assert result.exit_code == 2
 
 
@@ -224,8 +298,21 @@ def test_a_fine_tuned_policy_is_prompted_as_it_was_trained(tmp_path):
     assert _config("cpu-demo", [], None).engine.int8 is True
     record_prompt_style(policy, "plain")  # end to end: the search records what it used
     problems = problems_file(tmp_path / "p.jsonl", PAIRS[:1])
-    result = runner.invoke(app, ["search", "--problems", str(problems), "--out", str(tmp_path / "out"),
-                                 "--preset", "tiny", "--policy", str(policy), "mcts.rollouts=1"])
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--problems",
+            str(problems),
+            "--out",
+            str(tmp_path / "out"),
+            "--preset",
+            "tiny",
+            "--policy",
+            str(policy),
+            "mcts.rollouts=1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "out" / "config.json").read_text())["expand"]["prompt_style"] == "plain"
 
@@ -233,9 +320,27 @@ def test_a_fine_tuned_policy_is_prompted_as_it_was_trained(tmp_path):
 def test_eval_mcts_runs_and_votes(tmp_path, tiny_ppm):
     problems = problems_file(tmp_path / "p.jsonl", PAIRS[:2])
     out = tmp_path / "mcts"
-    result = runner.invoke(app, ["eval", "--dataset", str(problems), "--mode", "mcts", "--runs", "3",
-                                 "--top-k", "2", "--ppm", str(tiny_ppm), "--preset", "tiny", "--out", str(out),
-                                 "mcts.rollouts=2"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            str(problems),
+            "--mode",
+            "mcts",
+            "--runs",
+            "3",
+            "--top-k",
+            "2",
+            "--ppm",
+            str(tiny_ppm),
+            "--preset",
+            "tiny",
+            "--out",
+            str(out),
+            "mcts.rollouts=2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "3 runs x 2 rollouts, top-2 vote" in result.output
     rows = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]

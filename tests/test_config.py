@@ -1,4 +1,7 @@
 """Every shipped preset loads; overrides are checked."""
+
+import dataclasses
+
 import pytest
 
 from rstar.config import RunConfig, load_config, presets
@@ -15,7 +18,11 @@ def test_presets_are_the_documented_ones():
     assert (paper.mcts.rollouts, paper.expand.candidates, paper.expand.max_depth, paper.mcts.c) == (16, 12, 16, 2.0)
     ev = paper.evolve  # round 1 bootstrapped with the 2-shot prompt; PPM-augmented from round 3
     assert (ev.bootstrap, ev.bootstrap_rollouts, ev.bootstrap_errors_threshold, ev.ppm_search_from) == (
-        "Qwen/Qwen2.5-Coder-7B-Instruct", 8, 2, 3)
+        "Qwen/Qwen2.5-Coder-7B-Instruct",
+        8,
+        2,
+        3,
+    )
     assert paper.expand.prompt_style == "fewshot" and paper.expand.errors_threshold == 1
     assert (paper.ppm.scale, paper.extract.min_q_margin, paper.extract.min_edit_distance) == (5.0, 0.5, 20)
     infer = load_config("workstation-eval")
@@ -25,10 +32,15 @@ def test_presets_are_the_documented_ones():
 def test_overrides_and_their_errors():
     c = load_config("tiny", ["mcts.rollouts=5", "expand.temperature=1", "engine.int8=true"])
     assert (c.mcts.rollouts, c.expand.temperature, c.engine.int8) == (5, 1.0, True)
-    for bad, msg in ((["nope=1"], "unknown config key"), (["mcts.rollouts=2.5"], "must be a int"),
-                     (["engine.int8=1"], "must be a bool"), (["mcts=3"], "is a section"),
-                     (["rollouts"], "not key=value"), (["engine.kind=tgi"], "hf or vllm"),
-                     (["evolve.tuned_engine=tgi"], "auto, hf or vllm")):
+    for bad, msg in (
+        (["nope=1"], "unknown config key"),
+        (["mcts.rollouts=2.5"], "must be a int"),
+        (["engine.int8=1"], "must be a bool"),
+        (["mcts=3"], "is a section"),
+        (["rollouts"], "not key=value"),
+        (["engine.kind=tgi"], "hf or vllm"),
+        (["evolve.tuned_engine=tgi"], "auto, hf or vllm"),
+    ):
         with pytest.raises(ValueError, match=msg):
             load_config("tiny", bad)
     with pytest.raises(ValueError, match="unknown preset"):
@@ -37,7 +49,7 @@ def test_overrides_and_their_errors():
 
 def test_config_is_immutable():
     c = load_config("tiny")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         c.mcts.rollouts = 3
 
 

@@ -1,6 +1,7 @@
 """`rstar evolve` with the tiny model, the real sandbox and real training:
 end to end, killed in the middle and continued, bad input; and the metrics'
 arithmetic on hand-made rows."""
+
 import dataclasses
 import hashlib
 import importlib.util
@@ -19,9 +20,8 @@ from rstar.cli import app
 from rstar.config import load_config
 from rstar.data import load_problems
 from rstar.evolve import answer_pair_accuracy, sample_curves
-from rstar.runs import with_policy
 from rstar.ppm.train import split_by_problem
-from rstar.runs import KeptEngine, evaluate, read_jsonl, read_trees, summarize
+from rstar.runs import KeptEngine, evaluate, read_jsonl, read_trees, summarize, with_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,8 +80,7 @@ def test_evolve_tiny_end_to_end(evolved):
     # Round 1 has its own rollout count; then problems no earlier round solved get more.
     first_trees = (evolved / "round-1" / "search" / "trees.jsonl").read_text().splitlines()
     assert {json.loads(line)["config"]["mcts"]["rollouts"] for line in first_trees} == {4}
-    unsolved = {t.problem_id for t in read_trees(evolved / "round-1" / "search" / "trees.jsonl")
-                if not t.solved}
+    unsolved = {t.problem_id for t in read_trees(evolved / "round-1" / "search" / "trees.jsonl") if not t.solved}
     for line in (evolved / "round-2" / "search" / "trees.jsonl").read_text().splitlines():
         record = json.loads(line)
         assert record["config"]["mcts"]["rollouts"] == (6 if record["id"] in unsolved else 3)
@@ -112,14 +111,28 @@ def test_killed_mid_round_continues_without_searching_again(tmp_path):
     command finishes: finished trees are untouched and not searched again,
     training resumes from its checkpoint."""
     workdir = tmp_path / "run"
-    args = [sys.executable, "-m", "rstar.cli", "evolve", "--preset", "tiny", "--workdir", str(workdir),
-            "--rounds", "1", "evolve.pool_size=24", "batch_problems=2",
-            "policy_train.epochs=40", "policy_train.save_steps=2"]
+    args = [
+        sys.executable,
+        "-m",
+        "rstar.cli",
+        "evolve",
+        "--preset",
+        "tiny",
+        "--workdir",
+        str(workdir),
+        "--rounds",
+        "1",
+        "evolve.pool_size=24",
+        "batch_problems=2",
+        "policy_train.epochs=40",
+        "policy_train.save_steps=2",
+    ]
     trees = workdir / "round-1" / "search" / "trees.jsonl"
 
     def start():
-        return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        return subprocess.Popen(
+            args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
 
     def wait_for(condition, proc, limit=300):
         deadline = time.monotonic() + limit
@@ -133,7 +146,7 @@ def test_killed_mid_round_continues_without_searching_again(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     data = trees.read_bytes()
-    complete = data[:data.rfind(b"\n") + 1]
+    complete = data[: data.rfind(b"\n") + 1]
     finished = complete.count(b"\n")
     assert 2 <= finished < 24
 
@@ -202,6 +215,7 @@ def test_damaged_round_folders_are_named_and_left_alone(evolved, tmp_path):
 
 # -- the metrics' arithmetic ----------------------------------------------------
 
+
 def sample(answer, correct, ppm=None):
     return {"answer": answer, "correct": correct, "ppm": ppm}
 
@@ -209,24 +223,37 @@ def sample(answer, correct, ppm=None):
 def test_curves_take_the_first_k_samples():
     rows = [
         # majority turns wrong at k=4; the PPM picks the right one throughout
-        {"samples": [sample("3", True, 0.9), sample("5", False, 0.1),
-                     sample("5", False, 0.2), sample("5", False, 0.3)]},
+        {
+            "samples": [
+                sample("3", True, 0.9),
+                sample("5", False, 0.1),
+                sample("5", False, 0.2),
+                sample("5", False, 0.3),
+            ]
+        },
         # no answer in the first sample; majority right from k=2; PPM wrong at k=4
-        {"samples": [sample(None, False, -0.5), sample("7", True, 0.0),
-                     sample("7", True, 0.0), sample("8", False, 0.5)]},
+        {
+            "samples": [
+                sample(None, False, -0.5),
+                sample("7", True, 0.0),
+                sample("7", True, 0.0),
+                sample("8", False, 0.5),
+            ]
+        },
     ]
     curve = sample_curves(rows, 4, with_ppm=True)
     assert curve["k"] == [1, 2, 4]
     assert curve["majority"] == [0.5, 1.0, 0.5]
     assert curve["best_of_n"] == [0.5, 1.0, 0.5]
-    assert sample_curves(rows, 3, with_ppm=False) == {"k": [1, 2, 3], "majority": [0.5, 1.0, 0.5],
-                                                       "best_of_n": None}
+    assert sample_curves(rows, 3, with_ppm=False) == {"k": [1, 2, 3], "majority": [0.5, 1.0, 0.5], "best_of_n": None}
 
 
 def test_answer_pairs_compare_correct_with_wrong_answers_only():
-    rows = [{"samples": [sample("3", True, 0.9), sample("5", False, 0.1), sample(None, False, 0.95)]},
-            {"samples": [sample("7", True, 0.2), sample("8", False, 0.5), sample("9", False, 0.1)]},
-            {"samples": [sample("1", True, 0.4)]}]
+    rows = [
+        {"samples": [sample("3", True, 0.9), sample("5", False, 0.1), sample(None, False, 0.95)]},
+        {"samples": [sample("7", True, 0.2), sample("8", False, 0.5), sample("9", False, 0.1)]},
+        {"samples": [sample("1", True, 0.4)]},
+    ]
     assert answer_pair_accuracy(rows) == {"pairs": 3, "accuracy": pytest.approx(2 / 3)}
 
 

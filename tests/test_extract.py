@@ -1,5 +1,6 @@
 """SFT records and PPM pairs from hand-built trees, exactly, rule by rule;
 and the reference's released data files, both ways."""
+
 import dataclasses
 import json
 
@@ -34,19 +35,24 @@ class Builder:
         return x
 
     def solved(self, parent, value_code, value_answer, answer, printed="x"):
-        final = self.node(parent, FINAL_CODE, f"\n\n# Now print the final answer\nprint({printed})\n", value_code,
-                          output=f"{answer}\n")
+        final = self.node(
+            parent,
+            FINAL_CODE,
+            f"\n\n# Now print the final answer\nprint({printed})\n",
+            value_code,
+            output=f"{answer}\n",
+        )
         return final, self.node(final, FINAL_ANSWER, f"\n<answer>\\boxed{{{answer}}}", value_answer, answer=answer)
 
 
 def build():
     """root -> a (0.8) -> print -> 42 (correct)
-            -> b: failed code, too many errors (-1): not a wrong answer
-            -> c (-0.6) -> print -> 41 (wrong)
-            -> d (0.0) -> d1: print (0.5) -> 42 (correct)
-                       -> d2: print (0.2) -> 41 (wrong)
-            -> e (-0.8): a's text but one space -> print -> 41 (wrong)
-            -> f (-0.9) -> too deep (-1): not a wrong answer"""
+    -> b: failed code, too many errors (-1): not a wrong answer
+    -> c (-0.6) -> print -> 41 (wrong)
+    -> d (0.0) -> d1: print (0.5) -> 42 (correct)
+               -> d2: print (0.2) -> 41 (wrong)
+    -> e (-0.8): a's text but one space -> print -> 41 (wrong)
+    -> f (-0.9) -> too deep (-1): not a wrong answer"""
     B = Builder()
     a = B.node(None, STEP, "<code>\n# Step 1: multiply the numbers\nx = 6 * 7\n", 0.8)
     B.solved(a, 1.0, 1.0, "42")
@@ -74,9 +80,11 @@ def test_step_pairs_follow_the_reference_rules_exactly():
     got = [(p["prefix"], p["positive"], p["negative"], p["pos_count"], p["neg_count"]) for p in pairs]
     root_prefix = sft_prompt(Q)
     # positives a (0.8), d (0.0); negatives e (-0.8), c (-0.6): 2 x 2; (a, e) is near-identical text
-    assert got == [(root_prefix, node_text(a), node_text(c), 2, 2),
-                   (root_prefix, node_text(d), node_text(e), 2, 2),
-                   (root_prefix, node_text(d), node_text(c), 2, 2)]
+    assert got == [
+        (root_prefix, node_text(a), node_text(c), 2, 2),
+        (root_prefix, node_text(d), node_text(e), 2, 2),
+        (root_prefix, node_text(d), node_text(c), 2, 2),
+    ]
     assert [p["q_positive"] - p["q_negative"] for p in pairs] == [1.4, 0.8, 0.6]
     # under d (both outcomes below): 1 x 1, margin 0.5 - 0.2 < 0.5
     assert counts == {"considered": 5, "kept": 3, "similar": 1, "small_margin": 1}
@@ -104,7 +112,11 @@ def test_one_side_with_a_single_node_takes_up_to_four_on_the_other():
         B.solved(bad, -1.0, -1.0, "41")
     pairs = ppm_pairs(B.tree, ExtractConfig(answer_pairs=0))
     assert [(p["q_negative"], p["pos_count"], p["neg_count"]) for p in pairs] == [
-        (-0.9, 1, 4), (-0.8, 1, 4), (-0.7, 1, 4), (-0.6, 1, 4)]
+        (-0.9, 1, 4),
+        (-0.8, 1, 4),
+        (-0.7, 1, 4),
+        (-0.6, 1, 4),
+    ]
 
 
 def test_the_continuation_check():
@@ -130,7 +142,10 @@ def test_answer_pairs_best_correct_against_worst_wrong():
     # correct: a-path (mean 0.933), d-path (0.5); wrong: e-path (-0.933), c-path (-0.867);
     # a-path against e-path differ by a space and one digit: dropped as near-identical
     assert [(round(p["q_positive"], 3), round(p["q_negative"], 3)) for p in pairs] == [
-        (0.933, -0.867), (0.5, -0.933), (0.5, -0.867)]
+        (0.933, -0.867),
+        (0.5, -0.933),
+        (0.5, -0.867),
+    ]
     assert all(p["prefix"] == sft_prompt(Q) and p["positive"].startswith("<code>") for p in pairs)
     assert (counts["answer_considered"], counts["answer_similar"], counts["answer_kept"]) == (4, 1, 3)
 
@@ -148,7 +163,8 @@ def test_sft_records_rank_by_mean_then_min_q_and_skip_failed_code():
     assert records[0]["prompt"] == sft_prompt(Q) and records[0]["question"] == Q
     assert records[0]["response"] == (
         "<code>\n# Step 1: another way\nx = 6 * 7\n<end_of_step>\n\n# Now print the final answer\nprint(x)\n"
-        "<end_of_code>\n<output>42<end_of_output>\n<answer>\\boxed{42}<end_of_answer>")
+        "<end_of_code>\n<output>42<end_of_output>\n<answer>\\boxed{42}<end_of_answer>"
+    )
     assert len(sft_records(B.tree, ExtractConfig(sft_per_problem=1))) == 1
 
 
@@ -160,9 +176,9 @@ def test_official_files_round_trip(tmp_path):
     back = read_records(tmp_path / "sft.json", ("prompt", "response"), "examples")
     assert [(r["prompt"], r["response"]) for r in back] == [(r["prompt"], r["response"]) for r in sft]
     back = read_records(tmp_path / "rm.json", ("prefix", "positive", "negative"), "pairs")
-    assert [(r["prefix"] + r["positive"], r["prefix"] + r["negative"], r["pos_count"], r["neg_count"])
-            for r in back] == [(p["prefix"] + p["positive"], p["prefix"] + p["negative"], p["pos_count"],
-                                p["neg_count"]) for p in pairs]
+    assert [
+        (r["prefix"] + r["positive"], r["prefix"] + r["negative"], r["pos_count"], r["neg_count"]) for r in back
+    ] == [(p["prefix"] + p["positive"], p["prefix"] + p["negative"], p["pos_count"], p["neg_count"]) for p in pairs]
     assert {r["id"] for r in back} == {sft_prompt(Q).split("\n<|assistant|>")[0]}  # one problem, one id
 
 
@@ -170,19 +186,52 @@ def test_extract_command_writes_both_formats_and_counts(tmp_path):
     tree, _ = build()
     append_trees(tmp_path / "trees.jsonl", [tree], {})
     runner = CliRunner()
-    result = runner.invoke(app, ["extract", "ppm", "--trees", str(tmp_path / "trees.jsonl"),
-                                 "--out", str(tmp_path / "rm.json"), "--format", "official"])
+    result = runner.invoke(
+        app,
+        [
+            "extract",
+            "ppm",
+            "--trees",
+            str(tmp_path / "trees.jsonl"),
+            "--out",
+            str(tmp_path / "rm.json"),
+            "--format",
+            "official",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert ("step pairs: 5 considered, 3 kept; dropped 0 empty, 0 not better, 1 below the margin, "
-            "1 near-identical") in " ".join(result.output.split())
+    assert (
+        "step pairs: 5 considered, 3 kept; dropped 0 empty, 0 not better, 1 below the margin, 1 near-identical"
+    ) in " ".join(result.output.split())
     rows = json.loads((tmp_path / "rm.json").read_text())
     assert set(rows[0]) == {"prompt", "pos", "neg", "pos_count", "neg_count"} and len(rows) == 6
-    result = runner.invoke(app, ["extract", "sft", "--trees", str(tmp_path / "trees.jsonl"),
-                                 "--out", str(tmp_path / "sft.jsonl"), "extract.sft_per_problem=1"])
+    result = runner.invoke(
+        app,
+        [
+            "extract",
+            "sft",
+            "--trees",
+            str(tmp_path / "trees.jsonl"),
+            "--out",
+            str(tmp_path / "sft.jsonl"),
+            "extract.sft_per_problem=1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len((tmp_path / "sft.jsonl").read_text().splitlines()) == 1
-    result = runner.invoke(app, ["extract", "sft", "--trees", str(tmp_path / "trees.jsonl"),
-                                 "--out", str(tmp_path / "x.json"), "--format", "nope"])
+    result = runner.invoke(
+        app,
+        [
+            "extract",
+            "sft",
+            "--trees",
+            str(tmp_path / "trees.jsonl"),
+            "--out",
+            str(tmp_path / "x.json"),
+            "--format",
+            "nope",
+        ],
+    )
     assert result.exit_code == 2 and "unknown format" in result.output
 
 

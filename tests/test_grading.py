@@ -1,4 +1,5 @@
 """Answer extraction and equivalence."""
+
 import threading
 
 import pytest
@@ -6,29 +7,35 @@ import pytest
 from rstar.grading import grade, is_equivalent, last_boxed
 
 
-@pytest.mark.parametrize("text,expected", [
-    (r"The answer is \boxed{16}.", "16"),
-    (r"\boxed{\frac{1}{2}} then \boxed{\sqrt{2}}", r"\sqrt{2}"),
-    (r"nested \boxed{\left\{1, 2\right\}}", r"\left\{1, 2\right\}"),
-    (r"\fbox{7}", "7"),
-    ("no box here", None),
-    (r"unbalanced \boxed{12", None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (r"The answer is \boxed{16}.", "16"),
+        (r"\boxed{\frac{1}{2}} then \boxed{\sqrt{2}}", r"\sqrt{2}"),
+        (r"nested \boxed{\left\{1, 2\right\}}", r"\left\{1, 2\right\}"),
+        (r"\fbox{7}", "7"),
+        ("no box here", None),
+        (r"unbalanced \boxed{12", None),
+    ],
+)
 def test_last_boxed(text, expected):
     assert last_boxed(text) == expected
 
 
-@pytest.mark.parametrize("answer,truth,ok", [
-    ("16", "16", True),
-    ("16.0", "16", True),
-    ("0.5", r"\frac{1}{2}", True),
-    (r"\frac{2}{4}", r"\frac{1}{2}", True),
-    ("2\\sqrt{2}", r"\sqrt{8}", True),
-    ("17", "16", False),
-    ("", "16", False),
-    (None, "16", False),
-    ("x^2+1", "1+x^2", True),
-])
+@pytest.mark.parametrize(
+    "answer,truth,ok",
+    [
+        ("16", "16", True),
+        ("16.0", "16", True),
+        ("0.5", r"\frac{1}{2}", True),
+        (r"\frac{2}{4}", r"\frac{1}{2}", True),
+        ("2\\sqrt{2}", r"\sqrt{8}", True),
+        ("17", "16", False),
+        ("", "16", False),
+        (None, "16", False),
+        ("x^2+1", "1+x^2", True),
+    ],
+)
 def test_is_equivalent(answer, truth, ok):
     assert is_equivalent(answer, truth) is ok
 

@@ -1,4 +1,5 @@
 """The real embedded default model, loaded offline from its pip package."""
+
 import os
 
 import pytest
@@ -7,7 +8,8 @@ STEP_PROMPT = (
     "<|im_start|>user\nSolve with Python code, one step at a time.\n"
     "Question: A box holds 12 pencils. How many pencils are in 5 boxes?<|im_end|>\n"
     "<|im_start|>assistant\n<code>\n# Step 1: pencils per box\npencils_per_box = 12\n<end_of_step>\n\n"
-    "# Step 2:")
+    "# Step 2:"
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +22,8 @@ def default_engine():
 
 def test_default_model_continues_a_step_greedily(default_engine):
     stop = ["<end_of_step>", "<end_of_code>"]
-    (a,), = default_engine.generate([STEP_PROMPT], stop=stop, max_tokens=48)
-    (b,), = default_engine.generate([STEP_PROMPT], stop=stop, max_tokens=48)
+    ((a,),) = default_engine.generate([STEP_PROMPT], stop=stop, max_tokens=48)
+    ((b,),) = default_engine.generate([STEP_PROMPT], stop=stop, max_tokens=48)
     assert a == b  # greedy is deterministic
     assert a.text.strip() and a.num_tokens > 0 and a.logprob < 0
     assert a.stop_reason in (*stop, "length", "eos")

@@ -1,4 +1,5 @@
 """The transformers engine on a tiny random model built offline."""
+
 import math
 
 import pytest
@@ -21,7 +22,7 @@ def test_n_completions_per_prompt_with_counts(tiny_engine):
 
 def test_max_tokens_gives_length(tiny_engine):
     # Greedy on this prompt never emits EOS with the seeded tiny model.
-    (c,), = tiny_engine.generate(["x = 2 * 20"], max_tokens=5)
+    ((c,),) = tiny_engine.generate(["x = 2 * 20"], max_tokens=5)
     assert (c.stop_reason, c.num_tokens) == (LENGTH, 5)
     assert len(tiny_engine.tokenizer(c.text, add_special_tokens=False)["input_ids"]) == 5
 
@@ -49,7 +50,7 @@ def test_batch_of_different_lengths_equals_one_by_one_greedy(tiny_engine):
 
 
 def test_stop_string_split_across_tokens(tiny_engine):
-    (free,), = tiny_engine.generate([PROMPTS[0]], max_tokens=24)
+    ((free,),) = tiny_engine.generate([PROMPTS[0]], max_tokens=24)
     ids = tiny_engine.tokenizer(free.text, add_special_tokens=False)["input_ids"]
     # A stop string made of the end of one token and the start of the next.
     first = tiny_engine.tokenizer.decode(ids[:3])
@@ -57,32 +58,35 @@ def test_stop_string_split_across_tokens(tiny_engine):
     stop = first[-1] + second[len(first)]
     expected = cut_at_stop(free.text, [stop])
     assert expected is not None
-    (c,), = tiny_engine.generate([PROMPTS[0]], stop=[stop], max_tokens=24)
+    ((c,),) = tiny_engine.generate([PROMPTS[0]], stop=[stop], max_tokens=24)
     assert (c.text, c.stop_reason) == expected
     assert stop not in c.text
 
 
 def test_logprob_matches_a_forward_pass(tiny_engine):
     tok, model = tiny_engine.tokenizer, tiny_engine.model
-    (g,), = tiny_engine.generate([PROMPTS[2]], max_tokens=10)
+    ((g,),) = tiny_engine.generate([PROMPTS[2]], max_tokens=10)
     prompt_ids = tok(PROMPTS[2])["input_ids"]
     gen_ids = tok(g.text, add_special_tokens=False)["input_ids"]
     assert len(gen_ids) == g.num_tokens  # the greedy text round-trips here
     ids = torch.tensor([prompt_ids + gen_ids])
     with torch.no_grad():
         logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
-    picked = logp[torch.arange(len(prompt_ids) - 1, ids.shape[1] - 1), ids[0, len(prompt_ids):]]
+    picked = logp[torch.arange(len(prompt_ids) - 1, ids.shape[1] - 1), ids[0, len(prompt_ids) :]]
     assert math.isclose(float(picked.sum()), g.logprob, rel_tol=1e-4, abs_tol=1e-3)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(prompts=[]), "empty"),
-    (dict(prompts="x"), "sequence"),
-    (dict(prompts=[""]), "non-empty"),
-    (dict(prompts=["x"], n=0), "n and max_tokens"),
-    (dict(prompts=["x"], stop="<end>"), "stop"),
-    (dict(prompts=["x"], top_p=0), "top_p"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(prompts=[]), "empty"),
+        (dict(prompts="x"), "sequence"),
+        (dict(prompts=[""]), "non-empty"),
+        (dict(prompts=["x"], n=0), "n and max_tokens"),
+        (dict(prompts=["x"], stop="<end>"), "stop"),
+        (dict(prompts=["x"], top_p=0), "top_p"),
+    ],
+)
 def test_bad_requests(tiny_engine, kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         tiny_engine.generate(**kwargs)
@@ -121,7 +125,8 @@ def test_shared_prompt_prefix_is_prefilled_once_with_the_same_results(tiny_model
 
 def _assert_same(results, reference):
     """Same texts and stop reasons; log-probabilities equal up to float rounding."""
-    assert [[(c.text, c.stop_reason, c.num_tokens) for c in r] for r in results] == \
-        [[(c.text, c.stop_reason, c.num_tokens) for c in r] for r in reference]
+    assert [[(c.text, c.stop_reason, c.num_tokens) for c in r] for r in results] == [
+        [(c.text, c.stop_reason, c.num_tokens) for c in r] for r in reference
+    ]
     for a, b in zip(sum(results, []), sum(reference, [])):
         assert math.isclose(a.logprob, b.logprob, rel_tol=1e-4, abs_tol=1e-3)

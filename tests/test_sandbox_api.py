@@ -1,4 +1,5 @@
 """The public API: results, order, step form, limits, bad input."""
+
 import pytest
 
 from sandbox import Limits, Result, Status
@@ -40,13 +41,16 @@ def test_error_line_and_traceback(sb):
     assert "_zygote" not in r.stderr
 
 
-@pytest.mark.parametrize("code,status,error", [
-    ("raise SystemExit(0)", Status.OK, None),
-    ("import sys; sys.exit()", Status.OK, None),
-    ("import sys; sys.exit(3)", Status.ERROR, "SystemExit: 3"),
-    ("def f(:\n  pass", Status.ERROR, "SyntaxError: invalid syntax"),
-    ("print('a\\x00b')", Status.OK, None),
-])
+@pytest.mark.parametrize(
+    "code,status,error",
+    [
+        ("raise SystemExit(0)", Status.OK, None),
+        ("import sys; sys.exit()", Status.OK, None),
+        ("import sys; sys.exit(3)", Status.ERROR, "SystemExit: 3"),
+        ("def f(:\n  pass", Status.ERROR, "SyntaxError: invalid syntax"),
+        ("print('a\\x00b')", Status.OK, None),
+    ],
+)
 def test_exits_and_syntax(sb, code, status, error):
     r = sb.run(code)
     assert r.status is status

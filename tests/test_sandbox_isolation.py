@@ -1,6 +1,7 @@
 """Each protection: a hostile program gets the expected status and leaves no
 trace on the host, and a benign program that needs the neighbouring
 capability still works. Runs as root in CI, the hardest case for the drop."""
+
 import json
 import os
 import socket
@@ -17,10 +18,12 @@ needs_landlock = pytest.mark.skipif(not ISO.landlock_abi, reason="kernel without
 def test_writes_fail_and_create_nothing(sb, tmp_path):
     os.chmod(tmp_path, 0o777)  # only the kernel policy may stop it, not file modes
     target = tmp_path / "escape.txt"
-    for code in (f"open({str(target)!r}, 'w').write('x')",
-                 f"import os; os.mkdir({str(tmp_path / 'd')!r})",
-                 f"import os; os.symlink('/etc', {str(tmp_path / 'l')!r})",
-                 f"open({str(tmp_path / 'a')!r}, 'a')"):
+    for code in (
+        f"open({str(target)!r}, 'w').write('x')",
+        f"import os; os.mkdir({str(tmp_path / 'd')!r})",
+        f"import os; os.symlink('/etc', {str(tmp_path / 'l')!r})",
+        f"open({str(tmp_path / 'a')!r}, 'a')",
+    ):
         r = sb.run(code)
         assert r.status is Status.ERROR, code
         assert "PermissionError" in r.error
@@ -48,12 +51,15 @@ def test_no_network_and_no_connection_made(sb):
     listener.close()
 
 
-@pytest.mark.parametrize("code", [
-    "import os; os.fork()",
-    "import subprocess; subprocess.run(['true'])",
-    "import multiprocessing as mp; p = mp.Process(target=print); p.start(); p.join()",
-    "import threading; t = threading.Thread(target=print); t.start(); t.join()",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import os; os.fork()",
+        "import subprocess; subprocess.run(['true'])",
+        "import multiprocessing as mp; p = mp.Process(target=print); p.start(); p.join()",
+        "import threading; t = threading.Thread(target=print); t.start(); t.join()",
+    ],
+)
 def test_no_processes_or_threads(sb, code):
     r = sb.run(code)
     assert r.status in (Status.ERROR, Status.KILLED), r
@@ -74,22 +80,27 @@ def test_os_system_runs_nothing(sb, tmp_path):
 
 
 def test_threads_when_the_limits_allow_them(sb):
-    code = ("import threading\nout = []\n"
-            "ts = [threading.Thread(target=out.append, args=(i,)) for i in range(4)]\n"
-            "[t.start() for t in ts]; [t.join() for t in ts]\nprint(sorted(out))")
+    code = (
+        "import threading\nout = []\n"
+        "ts = [threading.Thread(target=out.append, args=(i,)) for i in range(4)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\nprint(sorted(out))"
+    )
     r = sb.run(code, limits=Limits(allow_threads=True))
     assert (r.status, r.stdout) == (Status.OK, "[0, 1, 2, 3]\n")
     r = sb.run("import os; os.fork()", limits=Limits(allow_threads=True))
     assert r.status is Status.ERROR  # threads, still never processes
 
 
-@pytest.mark.parametrize("code", [
-    "import os; os.execv('/bin/sh', ['sh', '-c', 'true'])",
-    "import ctypes; ctypes.CDLL(None).ptrace(16, 1, 0, 0)",  # PTRACE_ATTACH to init
-    "import ctypes; ctypes.CDLL(None).syscall(165, b'none', b'/tmp', b'tmpfs', 0, 0)",  # mount
-    "import ctypes; ctypes.CDLL(None).syscall(321, 0, 0, 0)",  # bpf
-    "import ctypes; ctypes.CDLL(None).syscall(272, 0x20000)",  # unshare(CLONE_NEWNS)
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import os; os.execv('/bin/sh', ['sh', '-c', 'true'])",
+        "import ctypes; ctypes.CDLL(None).ptrace(16, 1, 0, 0)",  # PTRACE_ATTACH to init
+        "import ctypes; ctypes.CDLL(None).syscall(165, b'none', b'/tmp', b'tmpfs', 0, 0)",  # mount
+        "import ctypes; ctypes.CDLL(None).syscall(321, 0, 0, 0)",  # bpf
+        "import ctypes; ctypes.CDLL(None).syscall(272, 0x20000)",  # unshare(CLONE_NEWNS)
+    ],
+)
 def test_escape_syscalls_kill_the_program(sb, code):
     r = sb.run(code)
     assert r.status is Status.KILLED
@@ -113,15 +124,30 @@ SELF_SIGNALS = {
     "raise(SIGSEGV)": ("import faulthandler; faulthandler._sigsegv()", Status.KILLED, "SIGSEGV"),
     "abort": ("import os; os.abort()", Status.KILLED, "SIGABRT"),
     "kill(getpid, SIGTERM)": ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", Status.KILLED, "SIGTERM"),
-    "handled raise": ("import signal\nsignal.signal(signal.SIGUSR1, lambda s, f: print('handled', s))\n"
-                      "signal.raise_signal(signal.SIGUSR1)\nprint('after')", Status.OK, "handled 10\nafter\n"),
-    "pause + alarm": ("import signal\nsignal.signal(signal.SIGALRM, lambda s, f: print('alarm'))\n"
-                      "signal.alarm(1)\nsignal.pause()\nprint('back')", Status.OK, "alarm\nback\n"),
-    "sigwait": ("import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])\n"
-                "signal.raise_signal(signal.SIGUSR2)\nprint(signal.sigwait([signal.SIGUSR2]))", Status.OK, "12\n"),
-    "pthread_kill(self)": ("import signal, threading\nsignal.signal(signal.SIGUSR1, lambda s, f: print('got'))\n"
-                           "signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)\nprint('after')",
-                           Status.OK, "got\nafter\n"),
+    "handled raise": (
+        "import signal\nsignal.signal(signal.SIGUSR1, lambda s, f: print('handled', s))\n"
+        "signal.raise_signal(signal.SIGUSR1)\nprint('after')",
+        Status.OK,
+        "handled 10\nafter\n",
+    ),
+    "pause + alarm": (
+        "import signal\nsignal.signal(signal.SIGALRM, lambda s, f: print('alarm'))\n"
+        "signal.alarm(1)\nsignal.pause()\nprint('back')",
+        Status.OK,
+        "alarm\nback\n",
+    ),
+    "sigwait": (
+        "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])\n"
+        "signal.raise_signal(signal.SIGUSR2)\nprint(signal.sigwait([signal.SIGUSR2]))",
+        Status.OK,
+        "12\n",
+    ),
+    "pthread_kill(self)": (
+        "import signal, threading\nsignal.signal(signal.SIGUSR1, lambda s, f: print('got'))\n"
+        "signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)\nprint('after')",
+        Status.OK,
+        "got\nafter\n",
+    ),
 }
 
 
@@ -137,11 +163,13 @@ def test_signals_to_itself_as_in_python(sb, name):
 
 
 def test_signals_between_its_own_threads(sb):
-    code = ("import os, signal, threading, time\n"
-            "signal.signal(signal.SIGUSR1, lambda s, f: print('main got', s))\n"
-            "main = threading.get_ident()\n"
-            "t = threading.Thread(target=lambda: signal.pthread_kill(main, signal.SIGUSR1)); t.start(); t.join()\n"
-            "time.sleep(0.05)\nprint('others', [k for k in (1, os.getppid()) if not os.kill(k, 0)])")
+    code = (
+        "import os, signal, threading, time\n"
+        "signal.signal(signal.SIGUSR1, lambda s, f: print('main got', s))\n"
+        "main = threading.get_ident()\n"
+        "t = threading.Thread(target=lambda: signal.pthread_kill(main, signal.SIGUSR1)); t.start(); t.join()\n"
+        "time.sleep(0.05)\nprint('others', [k for k in (1, os.getppid()) if not os.kill(k, 0)])"
+    )
     r = sb.run(code, Limits(wall_s=3.0, cpu_s=3.0, memory_mb=512, allow_threads=True))
     assert r.status is Status.ERROR and "PermissionError" in r.error, r  # the others, refused
     assert r.stdout == "main got 10\n", r
@@ -213,18 +241,21 @@ def test_output_cap(sb):
     assert r.status is Status.OUTPUT_LIMIT and len(r.stderr) == sb.limits.output_bytes
 
 
-@pytest.mark.parametrize("first,second,expected", [
-    ("import math; math.pi = 3", "import math; print(math.pi)", "3.141592653589793"),
-    ("import builtins; builtins.print = None", "print('fine')", "fine"),
-    ("import builtins; builtins.leaked = 1", "print('leaked' in dir(__builtins__))", "False"),
-    ("import os; os.environ['LEAK'] = '1'", "import os; print(os.environ.get('LEAK'))", "None"),
-    ("import os; os.chdir('/usr')", "import os; print(os.getcwd())", "/"),
-    ("import os; os.umask(0o777)", "import os; print(oct(os.umask(0o22)))", "0o22"),
-    ("import random; random.seed(1)", "import random; print(random.random() == 0.13436424411240122)", "False"),
-    ("import sys; sys.setrecursionlimit(50)", "import sys; print(sys.getrecursionlimit())", "1000"),
-    ("import sympy; sympy.Symbol = None", "import sympy; print(sympy.Symbol('z'))", "z"),
-    ("global_state = 42", "print('global_state' in globals())", "False"),
-])
+@pytest.mark.parametrize(
+    "first,second,expected",
+    [
+        ("import math; math.pi = 3", "import math; print(math.pi)", "3.141592653589793"),
+        ("import builtins; builtins.print = None", "print('fine')", "fine"),
+        ("import builtins; builtins.leaked = 1", "print('leaked' in dir(__builtins__))", "False"),
+        ("import os; os.environ['LEAK'] = '1'", "import os; print(os.environ.get('LEAK'))", "None"),
+        ("import os; os.chdir('/usr')", "import os; print(os.getcwd())", "/"),
+        ("import os; os.umask(0o777)", "import os; print(oct(os.umask(0o22)))", "0o22"),
+        ("import random; random.seed(1)", "import random; print(random.random() == 0.13436424411240122)", "False"),
+        ("import sys; sys.setrecursionlimit(50)", "import sys; print(sys.getrecursionlimit())", "1000"),
+        ("import sympy; sympy.Symbol = None", "import sympy; print(sympy.Symbol('z'))", "z"),
+        ("global_state = 42", "print('global_state' in globals())", "False"),
+    ],
+)
 def test_no_state_leaks_between_programs(sb, first, second, expected):
     sb.run(first)
     for r in sb.run_batch([second] * 4):  # whichever zygote runs it

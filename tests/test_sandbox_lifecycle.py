@@ -1,4 +1,5 @@
 """Nothing outlives its batch, its Sandbox or its caller."""
+
 import os
 import signal
 import subprocess
@@ -84,8 +85,7 @@ def test_garbage_collected_sandbox_stops_its_zygotes():
 def test_crashed_zygote_gives_sandbox_error_and_restarts():
     with Sandbox(workers=1, limits=Limits(wall_s=20)) as box:
         zygote = box.info[0]["pid"]
-        killer = subprocess.Popen([sys.executable, "-c",
-                                   f"import os, time; time.sleep(1.0); os.kill({zygote}, 9)"])
+        killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(1.0); os.kill({zygote}, 9)"])
         results = box.run_batch(["import time; time.sleep(15)", "import time; time.sleep(15)"])
         killer.wait()
         assert [r.status for r in results] == [Status.SANDBOX_ERROR] * 2
@@ -106,8 +106,12 @@ CALLER = textwrap.dedent("""
 
 def test_terminated_caller_leaves_no_process():
     for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT):
-        caller = subprocess.Popen([sys.executable, "-c", CALLER], stdout=subprocess.PIPE,
-                                  text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+        caller = subprocess.Popen(
+            [sys.executable, "-c", CALLER],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.getcwd()},
+        )
         zygotes = [int(p) for p in caller.stdout.readline().split()]
         time.sleep(0.5)  # the endless programs are running now
         tree = set(zygotes)

@@ -1,6 +1,7 @@
 """Prefix snapshots: programs of steps run from the live state their longest
 prefix left behind, with the same results as from scratch, and without giving
 user code in a snapshot-bearing process any power to fork or reach out."""
+
 import os
 import random
 import signal
@@ -14,7 +15,7 @@ from tests.test_sandbox_isolation import SELF_SIGNALS, check_self_signal
 from tests.test_sandbox_lifecycle import alive, descendants, wait_gone
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench"))
-from workload import make_workload, tree_order  # noqa: E402
+from workload import make_workload, tree_order
 
 LIMITS = Limits(wall_s=2.0, cpu_s=2.0, memory_mb=512)
 
@@ -61,23 +62,25 @@ def test_benchmark_workload_same_as_from_scratch(snap, fresh):
 def random_step(rng: random.Random, depth: int) -> str:
     """One step of a reasoning path: state, output on both streams, failures."""
     n = rng.randint(2, 9)
-    return rng.choice([
-        f"v{depth} = {n} * {rng.randint(1, 9)}\nprint('v{depth} =', v{depth})",
-        f"from fractions import Fraction\nf{depth} = Fraction({n}, {n + 1}) + Fraction(1, {n})\nprint(f{depth})",
-        f"import sympy as sp\nx = sp.Symbol('x')\nprint(sp.solve(x**2 - {n * n}, x))",
-        f"total = 0\nfor i in range({n * 100}):\n    total += i % {n}\nprint(total)",
-        f"import sys\nprint('note {depth}', file=sys.stderr)\nseen = {{'a{depth}', 'b', 'c{n}'}}\nprint(seen)",
-        f"import random\nrandom.seed({n})\nprint(random.random())",
-        f"def helper{depth}(k):\n    return 10 // (k - {n})\nprint(helper{depth}({n + 1}))",
-        f"print(helper{depth - 1}({n}) if 'helper{depth - 1}' in dir() else 'no helper')",
-        '"""A docstring-like string."""\nprint(__doc__)',
-        f"import warnings\nwarnings.warn('careful {n}')\nprint('warned')",
-        f"items = [1, 2, 3]\nprint(items[{n}])",  # IndexError
-        "raise SystemExit(3)" if n == 2 else "import sys; sys.exit(0)" if n == 3 else "print('plain')",
-        f"for i in range({n}):" if n % 4 == 0 else f"print({n})",  # may not parse alone
-        "    print('in the loop', i)" if n % 3 == 0 else f"print('top', {n})",
-        f"y{depth} = (" if n == 9 else f"print({depth})",  # a syntax error
-    ])
+    return rng.choice(
+        [
+            f"v{depth} = {n} * {rng.randint(1, 9)}\nprint('v{depth} =', v{depth})",
+            f"from fractions import Fraction\nf{depth} = Fraction({n}, {n + 1}) + Fraction(1, {n})\nprint(f{depth})",
+            f"import sympy as sp\nx = sp.Symbol('x')\nprint(sp.solve(x**2 - {n * n}, x))",
+            f"total = 0\nfor i in range({n * 100}):\n    total += i % {n}\nprint(total)",
+            f"import sys\nprint('note {depth}', file=sys.stderr)\nseen = {{'a{depth}', 'b', 'c{n}'}}\nprint(seen)",
+            f"import random\nrandom.seed({n})\nprint(random.random())",
+            f"def helper{depth}(k):\n    return 10 // (k - {n})\nprint(helper{depth}({n + 1}))",
+            f"print(helper{depth - 1}({n}) if 'helper{depth - 1}' in dir() else 'no helper')",
+            '"""A docstring-like string."""\nprint(__doc__)',
+            f"import warnings\nwarnings.warn('careful {n}')\nprint('warned')",
+            f"items = [1, 2, 3]\nprint(items[{n}])",  # IndexError
+            "raise SystemExit(3)" if n == 2 else "import sys; sys.exit(0)" if n == 3 else "print('plain')",
+            f"for i in range({n}):" if n % 4 == 0 else f"print({n})",  # may not parse alone
+            "    print('in the loop', i)" if n % 3 == 0 else f"print('top', {n})",
+            f"y{depth} = (" if n == 9 else f"print({depth})",  # a syntax error
+        ]
+    )
 
 
 def random_tree(rng: random.Random, depth: int = 5, width: int = 3) -> list[list[list[str]]]:
@@ -155,8 +158,7 @@ def test_time_limits_count_the_prefix(snap):
     assert r.snapshot_steps == 1 and r.status is Status.TIMEOUT
 
 
-BURN = ("import time\nt = time.process_time()\n"
-        "while time.process_time() - t < {}:\n    pass")
+BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {}:\n    pass"
 
 
 def test_cpu_limit_counts_the_prefix(snap):
@@ -215,15 +217,23 @@ def snapshot_pids(box) -> set[int]:
 ATTACKS = {
     "fork": ("import os\nos.fork()\nprint('forked')", "PermissionError"),
     "spawn": ("import subprocess\nsubprocess.run(['echo', 'spawned'])", "PermissionError"),
-    "thread": ("import threading\nthreading.Thread(target=print, args=('thread',)).start()",
-               "RuntimeError: can't start new thread"),
+    "thread": (
+        "import threading\nthreading.Thread(target=print, args=('thread',)).start()",
+        "RuntimeError: can't start new thread",
+    ),
     # The very clone the zygote lets a snapshot make when it asks for one.
-    "raw clone": ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-                  "pid = libc.syscall(56, 0x8000 | 17, 0, 0, 0, 0)\nprint('clone', pid)\n"
-                  "raise OSError(ctypes.get_errno(), 'clone')", "[Errno 1] clone"),
-    "vfork": ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-              "pid = libc.syscall(58)\nprint('vfork', pid)\n"
-              "raise OSError(ctypes.get_errno(), 'vfork')", "[Errno 1] vfork"),
+    "raw clone": (
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "pid = libc.syscall(56, 0x8000 | 17, 0, 0, 0, 0)\nprint('clone', pid)\n"
+        "raise OSError(ctypes.get_errno(), 'clone')",
+        "[Errno 1] clone",
+    ),
+    "vfork": (
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "pid = libc.syscall(58)\nprint('vfork', pid)\n"
+        "raise OSError(ctypes.get_errno(), 'vfork')",
+        "[Errno 1] vfork",
+    ),
 }
 
 
@@ -245,21 +255,25 @@ def test_cannot_signal_or_read_the_zygote_or_other_snapshots(snap, release):
     snap.run_batch([steps[:k] for k in range(1, 4)], release_prefixes=False)
     others = sorted(snapshot_pids(snap))
     zygotes = [info["pid"] for info in snap.info]
-    code = ("import os, signal\nout = []\n"
-            f"for pid in set({others + zygotes}) - {{os.getpid()}}:  # in place, it is one of them\n"
-            "    try:\n        os.kill(pid, signal.SIGKILL); out.append('killed')\n"
-            "    except PermissionError:\n        out.append('denied')\n"
-            "    for name in ('mem', 'environ', 'maps'):\n"
-            "        try:\n            open(f'/proc/{pid}/{name}', 'rb').read(1); out.append('read')\n"
-            "        except OSError:\n            out.append('denied')\n"
-            "print(set(out))")
+    code = (
+        "import os, signal\nout = []\n"
+        f"for pid in set({others + zygotes}) - {{os.getpid()}}:  # in place, it is one of them\n"
+        "    try:\n        os.kill(pid, signal.SIGKILL); out.append('killed')\n"
+        "    except PermissionError:\n        out.append('denied')\n"
+        "    for name in ('mem', 'environ', 'maps'):\n"
+        "        try:\n            open(f'/proc/{pid}/{name}', 'rb').read(1); out.append('read')\n"
+        "        except OSError:\n            out.append('denied')\n"
+        "print(set(out))"
+    )
     r = snap.run(steps + [code], release_prefixes=release)
     assert r.snapshot_steps == 3
     assert r.stdout == "{'denied'}\n", r
     others = [p for p in others if alive(p)]  # in place, one of them ran the program
     assert len(others) >= 2 and all(alive(p) for p in zygotes)
-    r = snap.run(steps[:2] + ["import ctypes\nctypes.CDLL(None).syscall(310, %d, 0, 0, 0, 0, 0)" % others[0]],
-                 release_prefixes=release)
+    r = snap.run(
+        steps[:2] + [f"import ctypes\nctypes.CDLL(None).syscall(310, {others[0]}, 0, 0, 0, 0, 0)"],
+        release_prefixes=release,
+    )
     assert r.status is Status.KILLED  # process_vm_readv
 
 
@@ -283,18 +297,20 @@ def test_limits_stay_put_in_a_process_from_a_snapshot(snap):
     limit, or another process's."""
     zygote = snap.info[0]["pid"]
     snap.run(["import resource"])
-    code = ("out = []\n"
-            "soft, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
-            "for what, args in (('cpu hard up', (resource.RLIMIT_CPU, (hard + 5, hard + 5))),\n"
-            "                   ('memory', (resource.RLIMIT_AS, (2**40, 2**40))),\n"
-            "                   ('files', (resource.RLIMIT_NOFILE, (8, 8)))):\n"
-            "    try:\n        resource.setrlimit(*args); out.append(what)\n"
-            "    except (ValueError, OSError):\n        pass\n"
-            "try:\n"
-            f"    resource.prlimit({zygote}, resource.RLIMIT_CPU, (1, 1)); out.append('zygote')\n"
-            "except OSError:\n    pass\n"
-            "resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))  # allowed: its own, within hard\n"
-            "print(out)")
+    code = (
+        "out = []\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
+        "for what, args in (('cpu hard up', (resource.RLIMIT_CPU, (hard + 5, hard + 5))),\n"
+        "                   ('memory', (resource.RLIMIT_AS, (2**40, 2**40))),\n"
+        "                   ('files', (resource.RLIMIT_NOFILE, (8, 8)))):\n"
+        "    try:\n        resource.setrlimit(*args); out.append(what)\n"
+        "    except (ValueError, OSError):\n        pass\n"
+        "try:\n"
+        f"    resource.prlimit({zygote}, resource.RLIMIT_CPU, (1, 1)); out.append('zygote')\n"
+        "except OSError:\n    pass\n"
+        "resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))  # allowed: its own, within hard\n"
+        "print(out)"
+    )
     for release in (False, True):
         r = snap.run(["import resource", code], release_prefixes=release)
         assert (r.status, r.stdout, r.snapshot_steps) == (Status.OK, "[]\n", 1), r

@@ -2,6 +2,7 @@
 failing code on hand-built trees with exact numbers; and MCTS driven by a
 scripted policy with the real sandbox, matched visit for visit against a
 small model of the reference's algorithm written here."""
+
 import contextlib
 import hashlib
 import io
@@ -17,8 +18,16 @@ from rstar.search.chains import best_valued, majority_answer, run_beam, run_chai
 from rstar.search.expand import Context, ExpandConfig, expand, node_text, program_steps
 from rstar.search.mcts import MCTSConfig, run_mcts
 from rstar.search.select import select_child, uct
-from rstar.search.tree import (ANSWERED, CODE_ERRORS, EXHAUSTED, INVALID, TOO_DEEP, Tree, tree_from_record,
-                               tree_to_record)
+from rstar.search.tree import (
+    ANSWERED,
+    CODE_ERRORS,
+    EXHAUSTED,
+    INVALID,
+    TOO_DEEP,
+    Tree,
+    tree_from_record,
+    tree_to_record,
+)
 from rstar.steps import END_ANSWER, END_CODE, END_STEP, FINAL_ANSWER, FINAL_CODE, STEP, Step
 
 
@@ -34,6 +43,7 @@ def hand_tree() -> Tree:
 
 
 # -- selection ------------------------------------------------------------------
+
 
 def test_unvisited_children_score_zero_and_ties_go_to_the_first():
     t = hand_tree()
@@ -129,10 +139,16 @@ CODE_POOL = [
     ("rambling without an end", "length"),
     ("\n\nso the answer is \\boxed{42}\n", END_STEP),  # an answer, though it stopped at a step's end
 ]
-ANSWER_POOL = [("\n<answer>\\boxed{42}", END_ANSWER), ("\n<answer>\\boxed{41}", END_ANSWER),
-               ("\n<answer>\\boxed{7}", END_ANSWER)]
-FIRST = [("<code>\n# Step 1: multiply\nx = 6 * 7\n", END_STEP), ("<code>\n# Step 1: oops\nx = 6 / 0\n", END_STEP),
-         ("<code>\n# Now print the final answer\nprint(42)\n", END_CODE)]
+ANSWER_POOL = [
+    ("\n<answer>\\boxed{42}", END_ANSWER),
+    ("\n<answer>\\boxed{41}", END_ANSWER),
+    ("\n<answer>\\boxed{7}", END_ANSWER),
+]
+FIRST = [
+    ("<code>\n# Step 1: multiply\nx = 6 * 7\n", END_STEP),
+    ("<code>\n# Step 1: oops\nx = 6 / 0\n", END_STEP),
+    ("<code>\n# Now print the final answer\nprint(42)\n", END_CODE),
+]
 
 
 def _h(text: str) -> int:
@@ -168,6 +184,7 @@ class ScriptedPPM:
 
 
 # -- the reference's algorithm, written out plainly -------------------------------
+
 
 class RefNode:
     """As `MCTSNode`: visits and value sum, updated at creation."""
@@ -278,20 +295,28 @@ def ref_search(question, truth, rollouts, n, c, threshold, max_depth, ppm):
 def shape(tree: Tree, node=None):
     node = node or tree.root
     text = node_text(node) if node.step else ""
-    return (text, node.n, round(node.q, 9), node.terminal,
-            [shape(tree, tree.nodes[i]) for i in node.children])
+    return (text, node.n, round(node.q, 9), node.terminal, [shape(tree, tree.nodes[i]) for i in node.children])
 
 
 def ref_shape(node: RefNode):
     return (node.text, node.visits, round(node.value_sum, 9), node.terminal, [ref_shape(c) for c in node.children])
 
 
-QUESTIONS = ["What is 6 * 7?", "Six times seven?", "What is 42 / 1?", "Compute 7 * 6.", "What is 40 + 2?",
-             "What is 50 - 8?", "What is 84 / 2?", "What is 21 * 2?"]
+QUESTIONS = [
+    "What is 6 * 7?",
+    "Six times seven?",
+    "What is 42 / 1?",
+    "Compute 7 * 6.",
+    "What is 40 + 2?",
+    "What is 50 - 8?",
+    "What is 84 / 2?",
+    "What is 21 * 2?",
+]
 
 
-@pytest.mark.parametrize("threshold,with_ppm,truth", [(2, False, "42"), (1, False, "42"), (1, True, "42"),
-                                                      (2, True, "42"), (1, True, None)])
+@pytest.mark.parametrize(
+    "threshold,with_ppm,truth", [(2, False, "42"), (1, False, "42"), (1, True, "42"), (2, True, "42"), (1, True, None)]
+)
 def test_mcts_matches_the_reference_visit_for_visit(sb, threshold, with_ppm, truth):
     trees = [Tree(f"p{i}", q, truth) for i, q in enumerate(QUESTIONS)]
     cfg = ExpandConfig(candidates=4, max_depth=5, errors_threshold=threshold, prompt_style="sft")
@@ -311,27 +336,40 @@ def test_mcts_matches_the_reference_visit_for_visit(sb, threshold, with_ppm, tru
 
 def test_every_terminal_is_in_the_root_at_once_and_failures_stay_local(sb):
     t = Tree("p", "What is 6 * 7?", "42")
-    root_kids = [("<code>\nx = 6 * 7\n", END_STEP), ("\\boxed{42}", END_ANSWER), ("\\boxed{41}", END_STEP),
-                 ("no step", "length"), ("<code>\nx = 1 / 0\n", END_STEP)]
+    root_kids = [
+        ("<code>\nx = 6 * 7\n", END_STEP),
+        ("\\boxed{42}", END_ANSWER),
+        ("\\boxed{41}", END_STEP),
+        ("no step", "length"),
+        ("<code>\nx = 1 / 0\n", END_STEP),
+    ]
 
     class Policy:
         tokenizer = None
 
         def generate(self, prompts, n=1, **kw):
-            return [[Completion(a, b, 1, 0.0) for a, b in root_kids] if p.endswith("with code.")
-                    else [Completion("\n<answer>\\boxed{42}", END_ANSWER, 1, 0.0)] for p in prompts]
+            return [
+                [Completion(a, b, 1, 0.0) for a, b in root_kids]
+                if p.endswith("with code.")
+                else [Completion("\n<answer>\\boxed{42}", END_ANSWER, 1, 0.0)]
+                for p in prompts
+            ]
 
-    ctx = Context(Policy(), sb, ExpandConfig(candidates=5, single_answer=False, unended="invalid",
-                                             prompt_style="sft"))
+    ctx = Context(Policy(), sb, ExpandConfig(candidates=5, single_answer=False, unended="invalid", prompt_style="sft"))
     new = expand([(t, t.root)], ctx)
     from rstar.search.mcts import _value
+
     for tree, node in new:
         _value(tree, node, ctx)
     ok, right, wrong, invalid, failed = (t.nodes[i] for i in t.root.children)
     assert (right.end, right.reward, wrong.end, wrong.reward) == (ANSWERED, 1.0, ANSWERED, -1.0)
     assert (invalid.end, invalid.q, invalid.n) == (INVALID, -1.0, 1)
     assert (failed.end, failed.q, failed.n, failed.output) == (
-        CODE_ERRORS, -1.0, 1, "ZeroDivisionError: division by zero")
+        CODE_ERRORS,
+        -1.0,
+        1,
+        "ZeroDivisionError: division by zero",
+    )
     assert (t.root.q, t.root.n) == (0.0, 2)  # +1 and -1, both backed up when created; failures not
     assert ok.n == 0 and not ok.terminal
     # A rollout: the only live child is followed, its one answer backed up, and it is exhausted.
@@ -365,8 +403,9 @@ def test_too_deep_ends_a_path_with_minus_one(sb):
         def generate(self, prompts, n=1, **kw):
             return [[Completion(f"\n\nx{len(p)} = 1\n", END_STEP, 1, 0.0)] for p in prompts]
 
-    run_mcts([t], Context(Policy(), sb, ExpandConfig(candidates=1, max_depth=2, prompt_style="sft")),
-             MCTSConfig(rollouts=3))
+    run_mcts(
+        [t], Context(Policy(), sb, ExpandConfig(candidates=1, max_depth=2, prompt_style="sft")), MCTSConfig(rollouts=3)
+    )
     deepest = t.nodes[-1]
     assert deepest.depth == 3 and deepest.end == TOO_DEEP and (deepest.q, deepest.n) == (-1.0, 1)
     assert t.root.terminal and t.root.n == 0  # nothing was backed up
@@ -374,8 +413,11 @@ def test_too_deep_ends_a_path_with_minus_one(sb):
 
 def test_recorded_status_is_what_the_sandbox_says(sb):
     trees = [Tree(f"p{i}", q, "42") for i, q in enumerate(QUESTIONS)]
-    run_mcts(trees, Context(ScriptedPolicy(), sb, ExpandConfig(candidates=3, max_depth=4, errors_threshold=2,
-                                                               prompt_style="sft")), MCTSConfig(rollouts=4))
+    run_mcts(
+        trees,
+        Context(ScriptedPolicy(), sb, ExpandConfig(candidates=3, max_depth=4, errors_threshold=2, prompt_style="sft")),
+        MCTSConfig(rollouts=4),
+    )
     nodes = [(t, n) for t in trees for n in t.nodes if n.step and n.step.kind in (STEP, FINAL_CODE)]
     rerun = sb.run_batch([program_steps(t, n) for t, n in nodes])
     assert [r.status.value for r in rerun] == [n.status for _, n in nodes]

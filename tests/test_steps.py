@@ -1,12 +1,14 @@
 """The step format: parsing, observations, prompts, as the reference has them."""
+
 from rstar.prompts import build_prompt, fewshot_prompt, sft_prompt
 from rstar.steps import END_ANSWER, END_CODE, END_STEP, FINAL_ANSWER, FINAL_CODE, STEP, Step, observation, parse_step
 
 
 def test_a_step_is_what_the_policy_wrote_and_its_end_tag():
     first = parse_step("<code>\n# Step 1: total\nx = 2 * 20 * 12\n", END_STEP)
-    assert first == Step(STEP, "<code>\n# Step 1: total\nx = 2 * 20 * 12\n" + END_STEP,
-                         "# Step 1: total\nx = 2 * 20 * 12")
+    assert first == Step(
+        STEP, "<code>\n# Step 1: total\nx = 2 * 20 * 12\n" + END_STEP, "# Step 1: total\nx = 2 * 20 * 12"
+    )
     # A later step starts with the blank line that separates it from the previous one.
     second = parse_step("\n\n# Step 2: rate\ny = x / 30\n", END_STEP)
     assert second.text == "\n\n# Step 2: rate\ny = x / 30\n<end_of_step>"
@@ -26,7 +28,8 @@ def test_any_other_generation_runs_as_code_as_in_the_reference():
     assert parse_step("", "eos") == Step(STEP, "", "")  # a step that does nothing
     assert parse_step("x = 1", "length") == Step(STEP, "x = 1", "x = 1")
     assert parse_step("\n<answer>no answer here", END_ANSWER) == Step(
-        STEP, "\n<answer>no answer here<end_of_answer>", "<answer>no answer here")
+        STEP, "\n<answer>no answer here<end_of_answer>", "<answer>no answer here"
+    )
     for text, reason in (("", "eos"), ("x = 1", "length"), ("<answer>none", END_ANSWER)):
         assert parse_step(text, reason, unended_as_code=False) is None
 
@@ -42,7 +45,8 @@ def test_observation_as_the_reference_writes_it():
 
 def test_the_official_prompts():
     assert sft_prompt("What is 2 + 3?") == (
-        "<|user|>:\nWhat is 2 + 3?\n<|assistant|>: Let's think step by step and solve the problem with code.")
+        "<|user|>:\nWhat is 2 + 3?\n<|assistant|>: Let's think step by step and solve the problem with code."
+    )
     assert build_prompt("Q?", style="sft") == sft_prompt("Q?")
     few = fewshot_prompt("What is 2 + 3?")
     assert few.startswith("You are a powerful agent with broad math knowledge")

@@ -1,5 +1,6 @@
 """PPM and policy training on the tiny model: losses, what changes and what
 does not, the label mask, save/load, resume, bad data."""
+
 import json
 import math
 
@@ -13,18 +14,23 @@ from rstar.ppm.model import PPMScorer, init_ppm
 from rstar.ppm.train import PPMTrainConfig, train_ppm
 from rstar.training import DataFileError
 
-PPM_CFG = PPMTrainConfig(base="tiny", epochs=3, learning_rate=5e-3, batch_size=8, max_length=256,
-                         save_steps=5)
-SFT_CFG = PolicyTrainConfig(base="tiny", epochs=2, learning_rate=3e-3, batch_size=4, max_length=256,
-                            save_steps=3)
+PPM_CFG = PPMTrainConfig(base="tiny", epochs=3, learning_rate=5e-3, batch_size=8, max_length=256, save_steps=5)
+SFT_CFG = PolicyTrainConfig(base="tiny", epochs=2, learning_rate=3e-3, batch_size=4, max_length=256, save_steps=3)
 
 
 def write_pairs(path, n=40, too_long=1):
     with open(path, "w") as f:
         for i in range(n):
-            f.write(json.dumps({"prefix": f"<|user|>\nWhat is {i} and 3?\n<|assistant|>\n",
-                                "positive": f"<code>\nx = {i} * 3\n<end_of_step>",
-                                "negative": f"<code>\nx = {i} / 0\n<end_of_step>"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "prefix": f"<|user|>\nWhat is {i} and 3?\n<|assistant|>\n",
+                        "positive": f"<code>\nx = {i} * 3\n<end_of_step>",
+                        "negative": f"<code>\nx = {i} / 0\n<end_of_step>",
+                    }
+                )
+                + "\n"
+            )
         for _ in range(too_long):
             f.write(json.dumps({"prefix": "p" * 5000, "positive": "a", "negative": "b"}) + "\n")
     return path
@@ -33,8 +39,15 @@ def write_pairs(path, n=40, too_long=1):
 def write_sft(path, n=24):
     with open(path, "w") as f:
         for i in range(n):
-            f.write(json.dumps({"prompt": f"<|user|>\nWhat is {i} and 3?\n<|assistant|>\n",
-                                "response": f"<code>\n# Step 1: compute\nx = {i} * 3\n<end_of_step>"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "prompt": f"<|user|>\nWhat is {i} and 3?\n<|assistant|>\n",
+                        "response": f"<code>\n# Step 1: compute\nx = {i} * 3\n<end_of_step>",
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -84,8 +97,12 @@ def test_pairwise_loss_is_minus_log_sigmoid_of_the_margin(trained_ppm, tmp_path)
     rc, rr = scorer.raw([chosen, rejected]).tolist()
     expected = -torch.nn.functional.logsigmoid(torch.tensor(rc - rr)).item()
     args = RewardConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, max_length=64)
-    trainer = RewardTrainer(model=scorer.model, args=args, processing_class=scorer.tokenizer,
-                            train_dataset=Dataset.from_list([{"chosen": chosen, "rejected": rejected}]))
+    trainer = RewardTrainer(
+        model=scorer.model,
+        args=args,
+        processing_class=scorer.tokenizer,
+        train_dataset=Dataset.from_list([{"chosen": chosen, "rejected": rejected}]),
+    )
     batch = trainer.data_collator([trainer.train_dataset[0]])
     loss = trainer.compute_loss(trainer.model, batch).item()
     assert loss == pytest.approx(expected, rel=1e-4)
@@ -93,20 +110,27 @@ def test_pairwise_loss_is_minus_log_sigmoid_of_the_margin(trained_ppm, tmp_path)
 
 def test_ppm_resume_continues_from_the_checkpoint(tmp_path):
     pairs = write_pairs(tmp_path / "pairs.jsonl", n=20, too_long=0)
-    first = train_ppm(pairs, tmp_path / "ppm", PPMTrainConfig(**{**PPM_CFG.__dict__, "epochs": 1.0,
-                                                                 "save_steps": 1}), progress=False)
-    again = train_ppm(pairs, tmp_path / "ppm", PPMTrainConfig(**{**PPM_CFG.__dict__, "epochs": 2.0,
-                                                                 "save_steps": 1}), progress=False)
+    first = train_ppm(
+        pairs, tmp_path / "ppm", PPMTrainConfig(**{**PPM_CFG.__dict__, "epochs": 1.0, "save_steps": 1}), progress=False
+    )
+    again = train_ppm(
+        pairs, tmp_path / "ppm", PPMTrainConfig(**{**PPM_CFG.__dict__, "epochs": 2.0, "save_steps": 1}), progress=False
+    )
     assert not first["resumed"] and again["resumed"]
     assert again["steps"] == 2 * first["steps"]
     # The history up to the checkpoint is restored, not recomputed.
-    assert again["losses"][:first["steps"]] == first["losses"]
+    assert again["losses"][: first["steps"]] == first["losses"]
     assert len(again["losses"]) == again["steps"]
 
 
-@pytest.mark.parametrize("content,message", [
-    ("", "no pairs"), ("{not json\n", "not JSON"), ('{"prefix": "a", "positive": "b"}\n', "needs non-empty string"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("", "no pairs"),
+        ("{not json\n", "not JSON"),
+        ('{"prefix": "a", "positive": "b"}\n', "needs non-empty string"),
+    ],
+)
 def test_bad_pair_files(tmp_path, content, message):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content)
@@ -122,10 +146,13 @@ def test_policy_label_mask_is_the_solution_only(tmp_path):
     path = resolve_model("tiny")
     tok = AutoTokenizer.from_pretrained(path)
     prompt, completion = "<|user|>\nWhat is 2 and 3?\n<|assistant|>\n", "x = 2 * 3<end_of_step>"
-    args = SFTConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True,
-                     completion_only_loss=True, max_length=128)
-    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=args, processing_class=tok,
-                         train_dataset=Dataset.from_list([{"prompt": prompt, "completion": completion}]))
+    args = SFTConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, completion_only_loss=True, max_length=128)
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(path),
+        args=args,
+        processing_class=tok,
+        train_dataset=Dataset.from_list([{"prompt": prompt, "completion": completion}]),
+    )
     batch = trainer.data_collator([trainer.train_dataset[0]])
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     n_prompt = len(tok(prompt)["input_ids"])
@@ -154,12 +181,18 @@ def test_both_trainings_from_the_real_default_model(tmp_path):
     import os
 
     os.environ["HF_HUB_OFFLINE"] = "1"
-    sft = train_policy(write_sft(tmp_path / "sft.jsonl", n=8), tmp_path / "policy",
-                       PolicyTrainConfig(base="default", epochs=1, batch_size=4, max_length=256),
-                       progress=False)
-    ppm = train_ppm(write_pairs(tmp_path / "pairs.jsonl", n=16, too_long=0), tmp_path / "ppm",
-                    PPMTrainConfig(base=str(tmp_path / "policy"), epochs=1, batch_size=4, max_length=256,
-                                   eval_fraction=0.25), progress=False)
+    sft = train_policy(
+        write_sft(tmp_path / "sft.jsonl", n=8),
+        tmp_path / "policy",
+        PolicyTrainConfig(base="default", epochs=1, batch_size=4, max_length=256),
+        progress=False,
+    )
+    ppm = train_ppm(
+        write_pairs(tmp_path / "pairs.jsonl", n=16, too_long=0),
+        tmp_path / "ppm",
+        PPMTrainConfig(base=str(tmp_path / "policy"), epochs=1, batch_size=4, max_length=256, eval_fraction=0.25),
+        progress=False,
+    )
     assert sft["steps"] == 2 and all(math.isfinite(x) for x in sft["losses"])
     assert ppm["steps"] == 3 and all(math.isfinite(x) for x in ppm["losses"])
     assert 0 <= ppm["eval_pairwise_accuracy"] <= 1
@@ -173,17 +206,42 @@ def test_train_command(tmp_path):
 
     runner = CliRunner()
     pairs = write_pairs(tmp_path / "pairs.jsonl", n=16)
-    result = runner.invoke(app, ["train", "ppm", "--preset", "tiny", "--data", str(pairs),
-                                 "--out", str(tmp_path / "ppm"), "ppm_train.epochs=1"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "ppm",
+            "--preset",
+            "tiny",
+            "--data",
+            str(pairs),
+            "--out",
+            str(tmp_path / "ppm"),
+            "ppm_train.epochs=1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "1 skipped as longer than max_length" in result.output and "pairwise accuracy" in result.output
     sft = write_sft(tmp_path / "sft.jsonl", n=8)
-    result = runner.invoke(app, ["train", "policy", "--preset", "tiny", "--data", str(sft),
-                                 "--out", str(tmp_path / "policy"), "policy_train.epochs=1"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "policy",
+            "--preset",
+            "tiny",
+            "--data",
+            str(sft),
+            "--out",
+            str(tmp_path / "policy"),
+            "policy_train.epochs=1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (tmp_path / "empty.jsonl").write_text("")
-    result = runner.invoke(app, ["train", "ppm", "--preset", "tiny", "--data", str(tmp_path / "empty.jsonl"),
-                                 "--out", str(tmp_path / "x")])
+    result = runner.invoke(
+        app, ["train", "ppm", "--preset", "tiny", "--data", str(tmp_path / "empty.jsonl"), "--out", str(tmp_path / "x")]
+    )
     assert result.exit_code == 2 and "no pairs" in result.output
 
 
@@ -244,18 +302,33 @@ def test_training_from_the_reference_data_files(tmp_path):
     its prompt style."""
     from rstar.prompts import prompt_style_of, sft_prompt
 
-    sft = [{"query": f"What is {i} and 3?", "response": f"<code>\n# Step 1: compute\nx = {i} * 3\n<end_of_step>"}
-           for i in range(12)]
+    sft = [
+        {"query": f"What is {i} and 3?", "response": f"<code>\n# Step 1: compute\nx = {i} * 3\n<end_of_step>"}
+        for i in range(12)
+    ]
     (tmp_path / "sft.json").write_text(json.dumps(sft, indent=4))
-    m = train_policy(tmp_path / "sft.json", tmp_path / "policy",
-                     PolicyTrainConfig(**{**SFT_CFG.__dict__, "epochs": 1.0}), progress=False)
+    m = train_policy(
+        tmp_path / "sft.json",
+        tmp_path / "policy",
+        PolicyTrainConfig(**{**SFT_CFG.__dict__, "epochs": 1.0}),
+        progress=False,
+    )
     assert m["examples"] == 12 and m["steps"] > 0
     assert prompt_style_of(str(tmp_path / "policy")) == "sft" == prompt_style_of(str(tmp_path / "policy" / "adapter"))
-    pairs = [{"prompt": sft_prompt(f"What is {i} and 3?"), "pos": f"<code>\nx = {i} * 3\n<end_of_step>",
-              "neg": f"<code>\nx = {i} / 0\n<end_of_step>", "pos_count": 2, "neg_count": 2} for i in range(12)]
+    pairs = [
+        {
+            "prompt": sft_prompt(f"What is {i} and 3?"),
+            "pos": f"<code>\nx = {i} * 3\n<end_of_step>",
+            "neg": f"<code>\nx = {i} / 0\n<end_of_step>",
+            "pos_count": 2,
+            "neg_count": 2,
+        }
+        for i in range(12)
+    ]
     (tmp_path / "rm.json").write_text(json.dumps(pairs, indent=4))
-    m = train_ppm(tmp_path / "rm.json", tmp_path / "ppm",
-                  PPMTrainConfig(**{**PPM_CFG.__dict__, "epochs": 1.0}), progress=False)
+    m = train_ppm(
+        tmp_path / "rm.json", tmp_path / "ppm", PPMTrainConfig(**{**PPM_CFG.__dict__, "epochs": 1.0}), progress=False
+    )
     assert m["pairs"] == 12 and m["eval_pairs"] >= 1 and m["train_pairs"] + m["eval_pairs"] == 12
     (tmp_path / "bad.json").write_text('[{"query": 3, "response": "x"}]')
     with pytest.raises(DataFileError, match="record 1"):

@@ -1,9 +1,10 @@
 """Generation engines behind one interface, and where models come from.
 
-    from rstar.llm import load_engine
-    engine = load_engine("hf")                # transformers, the embedded default model
-    [[c]] = engine.generate(["x = 1"], stop=["<end_of_step>"], max_tokens=64)
+from rstar.llm import load_engine
+engine = load_engine("hf")                # transformers, the embedded default model
+[[c]] = engine.generate(["x = 1"], stop=["<end_of_step>"], max_tokens=64)
 """
+
 from __future__ import annotations
 
 from rstar.llm.models import DEFAULT_MODEL, PACKAGED, ModelNotFoundError, resolve_model
@@ -28,5 +29,15 @@ def load_engine(kind: str = "hf", **config) -> Engine:
     raise ValueError(f"unknown engine {kind!r}; choose one of {', '.join(ENGINES)}")
 
 
-__all__ = ["load_engine", "Engine", "Completion", "EOS", "LENGTH", "resolve_model",
-           "ModelNotFoundError", "DEFAULT_MODEL", "PACKAGED", "ENGINES"]
+__all__ = [
+    "load_engine",
+    "Engine",
+    "Completion",
+    "EOS",
+    "LENGTH",
+    "resolve_model",
+    "ModelNotFoundError",
+    "DEFAULT_MODEL",
+    "PACKAGED",
+    "ENGINES",
+]

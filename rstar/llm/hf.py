@@ -10,12 +10,13 @@ instruction and demonstration: ~210 of a search prompt's ~300 tokens) is
 prefilled once and its KV cache kept for the next calls, so each prompt only
 prefills its own suffix.
 """
+
 from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from rstar.llm.models import resolve_model
 from rstar.llm.types import EOS, LENGTH, Completion, check_counts, check_request, cut_at_stop
@@ -88,15 +89,23 @@ class HFEngine:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def generate(self, prompts: Sequence[str], n: int = 1, stop: Sequence[str] = (),
-                 max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int | None = None) -> list[list[Completion]]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int = 1,
+        stop: Sequence[str] = (),
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> list[list[Completion]]:
         check_request(prompts, n, stop, max_tokens, temperature, top_p)
         per_call = max(1, self.config.max_batch_rows // n)
         results: list[list[Completion]] = []
         for start in range(0, len(prompts), per_call):
-            results += self._generate_group(list(prompts[start:start + per_call]), n, list(stop),
-                                            max_tokens, temperature, top_p, seed)
+            results += self._generate_group(
+                list(prompts[start : start + per_call]), n, list(stop), max_tokens, temperature, top_p, seed
+            )
         return check_counts(results, len(prompts), n)
 
     # -- one group of prompts ------------------------------------------------
@@ -113,8 +122,9 @@ class HFEngine:
                 mask = mask.repeat_interleave(n, 0)
                 positions = positions.repeat_interleave(n, 0)
             next_pos = positions[:, -1] + 1  # [rows]
-            rows = [_Row(p_index, j, _generator(seed, j, self.device))
-                    for p_index in range(len(prompts)) for j in range(n)]
+            rows = [
+                _Row(p_index, j, _generator(seed, j, self.device)) for p_index in range(len(prompts)) for j in range(n)
+            ]
             live = list(range(len(rows)))  # batch position -> row
             longest_stop = max(map(len, stop), default=0)
             while live:
@@ -136,9 +146,13 @@ class HFEngine:
                     mask, next_pos, tokens = mask[idx], next_pos[idx], tokens[idx]
                     live = [live[b] for b in keep]
                 mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
-                out = self.model(input_ids=tokens.view(-1, 1), attention_mask=mask,
-                                 position_ids=next_pos.view(-1, 1), past_key_values=cache,
-                                 use_cache=True)
+                out = self.model(
+                    input_ids=tokens.view(-1, 1),
+                    attention_mask=mask,
+                    position_ids=next_pos.view(-1, 1),
+                    past_key_values=cache,
+                    use_cache=True,
+                )
                 cache, logits, next_pos = out.past_key_values, out.logits[:, -1, :].float(), next_pos + 1
         grouped: list[list[Completion]] = [[] for _ in prompts]
         for row in rows:
@@ -152,7 +166,7 @@ class HFEngine:
         import torch
 
         shared, cache = self._shared_prefix(enc)
-        suffixes = [e[len(shared):] for e in enc]
+        suffixes = [e[len(shared) :] for e in enc]
         width = max(map(len, suffixes))
         input_ids = torch.tensor([[self.pad_id] * (width - len(e)) + e for e in suffixes], device=self.device)
         own = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in suffixes], device=self.device)
@@ -161,8 +175,14 @@ class HFEngine:
         if cache is not None:
             cache = copy.deepcopy(cache)  # the kept prefix stays batch 1 and unchanged
             cache.batch_repeat_interleave(len(enc))
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return out.past_key_values, out.logits[:, -1, :].float(), mask, positions
 
     def _shared_prefix(self, enc: list[list[int]]) -> tuple[list[int], object]:
@@ -176,7 +196,7 @@ class HFEngine:
         room = min(map(len, enc)) - 1  # each prompt prefills >= 1 token: its logits start decoding
         if self._prefix is not None:
             ids, cache = self._prefix
-            if len(ids) <= room and all(e[:len(ids)] == ids for e in enc):
+            if len(ids) <= room and all(e[: len(ids)] == ids for e in enc):
                 return ids, cache
         if len(enc) < 2:
             return [], None
@@ -187,7 +207,7 @@ class HFEngine:
         self._prefix = (ids, out.past_key_values)
         return self._prefix
 
-    def _finish(self, row: "_Row", token: int, stop, longest_stop: int, max_tokens: int) -> bool:
+    def _finish(self, row: _Row, token: int, stop, longest_stop: int, max_tokens: int) -> bool:
         if token in self.eos_ids:
             row.text, row.reason = self.tokenizer.decode(row.ids[:-1]), EOS
             return True

@@ -2,6 +2,7 @@
 package, or (with network) a hub id. GGUF files are verified against their
 pinned sha256 and converted once into a safetensors folder in the cache, so
 later loads take seconds instead of a minute. Nothing here downloads."""
+
 from __future__ import annotations
 
 import hashlib
@@ -99,7 +100,8 @@ def resolve_model(name: str) -> str:
         return name  # transformers / vLLM fetch it; offline they raise their own error
     raise ModelNotFoundError(
         f"unknown model {name!r}: not a folder with config.json, not a .gguf file, not a "
-        f"packaged model ({', '.join(['default', TINY, *PACKAGED])}) and not a hub id (org/name)")
+        f"packaged model ({', '.join(['default', TINY, *PACKAGED])}) and not a hub id (org/name)"
+    )
 
 
 def _tiny() -> Path:
@@ -122,7 +124,8 @@ def _packaged(name: str) -> Path:
         found = importlib.util.find_spec(package)  # locates without importing
         if found is None or not found.submodule_search_locations:
             raise ModelNotFoundError(
-                f"model {name!r} needs the package {package!r}, which is not installed: {spec.pip}")
+                f"model {name!r} needs the package {package!r}, which is not installed: {spec.pip}"
+            )
         part = Path(list(found.submodule_search_locations)[0]) / file
         if not part.is_file():
             raise ModelNotFoundError(f"model {name!r}: {part} is missing from its package")
@@ -143,8 +146,10 @@ def _convert_gguf(parts: list[Path], expected_sha256: str | None, label: str) ->
     """Verify, join and convert a GGUF model once; return its safetensors folder."""
     digest = _sha256(parts)
     if expected_sha256 and digest != expected_sha256:
-        raise ValueError(f"model {label!r}: sha256 {digest} of {', '.join(map(str, parts))} "
-                         f"is not the pinned {expected_sha256}; the files are corrupt or altered")
+        raise ValueError(
+            f"model {label!r}: sha256 {digest} of {', '.join(map(str, parts))} "
+            f"is not the pinned {expected_sha256}; the files are corrupt or altered"
+        )
     target = cache_root() / f"{label}-{digest[:16]}"
     marker = target / "rstar-source.json"
     if marker.exists() and json.loads(marker.read_text()).get("sha256") == digest:
@@ -160,8 +165,9 @@ def _convert_gguf(parts: list[Path], expected_sha256: str | None, label: str) ->
                         shutil.copyfileobj(f, out, 1 << 22)
         out_dir = Path(tmp) / "model"
         _gguf_to_safetensors(gguf, out_dir)
-        (out_dir / "rstar-source.json").write_text(json.dumps(
-            {"sha256": digest, "parts": [str(p) for p in parts]}, indent=2))
+        (out_dir / "rstar-source.json").write_text(
+            json.dumps({"sha256": digest, "parts": [str(p) for p in parts]}, indent=2)
+        )
         if target.exists():
             shutil.rmtree(target)  # a conversion interrupted before its marker
         os.replace(out_dir, target)  # atomic: a folder with a marker is complete

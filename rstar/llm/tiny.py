@@ -1,5 +1,6 @@
 """A tiny random causal LM and its tokenizer, built offline in seconds: for
 tests and the `tiny` preset. Nothing is downloaded."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,7 +51,7 @@ def _train(model, tokenizer, steps: int, seed: int) -> None:
         texts.append(template.format(q=prompt, a=a, b=b, ab=a * b, a_b=a + b))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    for step in range(steps):
+    for _ in range(steps):
         batch = tokenizer(rng.sample(texts, 8), return_tensors="pt", padding=True)
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
         loss = model(**batch, labels=labels).loss
@@ -60,8 +61,9 @@ def _train(model, tokenizer, steps: int, seed: int) -> None:
     model.eval()
 
 
-def build_tiny_model(folder: str | Path, vocab_size: int = 384, hidden: int = 64,
-                     layers: int = 2, seed: int = 0, train_steps: int = 0) -> Path:
+def build_tiny_model(
+    folder: str | Path, vocab_size: int = 384, hidden: int = 64, layers: int = 2, seed: int = 0, train_steps: int = 0
+) -> Path:
     """Write a Llama-style model (random, or trained for `train_steps` on
     step-format solutions) and a byte-level BPE tokenizer to `folder`."""
     import torch
@@ -72,21 +74,34 @@ def build_tiny_model(folder: str | Path, vocab_size: int = 384, hidden: int = 64
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     examples = [t.format(q=sft_prompt("What is 3 and 4?"), a=3, b=4, ab=12, a_b=7) for t in SOLUTIONS]
     bpe.train_from_iterator(CORPUS * 20 + examples * 5, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>",
-                                        pad_token="<|endoftext|>", bos_token=None)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>", bos_token=None
+    )
     tokenizer.chat_template = (
         "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
     model = LlamaForCausalLM(config)
     if train_steps:
         _train(model, tokenizer, train_steps, seed)

@@ -1,8 +1,10 @@
 """What every generation engine returns, and the checks every engine applies."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 LENGTH = "length"  # stop reason: max_tokens reached
 EOS = "eos"  # stop reason: the model ended the sequence
@@ -31,9 +33,16 @@ class Engine(Protocol):
     """A generation backend. The transformers and vLLM engines give the same
     semantics, so the search never knows which one runs."""
 
-    def generate(self, prompts: Sequence[str], n: int = 1, stop: Sequence[str] = (),
-                 max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int | None = None) -> list[list[Completion]]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int = 1,
+        stop: Sequence[str] = (),
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> list[list[Completion]]:
         """For each prompt, `n` completions."""
         ...
 
@@ -42,8 +51,9 @@ class Engine(Protocol):
         ...
 
 
-def check_request(prompts: Sequence[str], n: int, stop: Sequence[str], max_tokens: int,
-                  temperature: float, top_p: float) -> None:
+def check_request(
+    prompts: Sequence[str], n: int, stop: Sequence[str], max_tokens: int, temperature: float, top_p: float
+) -> None:
     """Reject a malformed request before any work is done."""
     if isinstance(prompts, str) or not isinstance(prompts, Sequence):
         raise TypeError("prompts must be a sequence of strings")
@@ -81,4 +91,4 @@ def cut_at_stop(text: str, stop: Sequence[str], search_from: int = 0) -> tuple[s
         i = text.find(s, search_from)
         if i >= 0 and (best is None or i < best[0]):
             best = (i, s)
-    return None if best is None else (text[:best[0]], best[1])
+    return None if best is None else (text[: best[0]], best[1])

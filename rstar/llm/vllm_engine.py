@@ -4,11 +4,12 @@ Same semantics as the transformers engine: n samples per prompt, stop strings
 excluded from the text, per-request seeds (a request alone equals the same
 request in a batch), the raw log-probability sum of the generated tokens.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from rstar.llm.models import cache_root, resolve_model
 from rstar.llm.types import EOS, LENGTH, Completion, check_counts, check_request
@@ -69,8 +70,14 @@ class VLLMEngine:
         from vllm import LLM
 
         dtype = config.dtype if config.dtype != "auto" else ("float32" if cpu else "bfloat16")
-        kwargs = dict(model=resolve_model(config.model), dtype=dtype, enable_prefix_caching=True,
-                      enforce_eager=config.enforce_eager, max_model_len=config.max_model_len, seed=0)
+        kwargs = dict(
+            model=resolve_model(config.model),
+            dtype=dtype,
+            enable_prefix_caching=True,
+            enforce_eager=config.enforce_eager,
+            max_model_len=config.max_model_len,
+            seed=0,
+        )
         if cpu:
             # A prompt prefilled in chunks has its sampled token discarded and,
             # with a seed, its generator rewound: CPU generators cannot rewind
@@ -90,7 +97,8 @@ class VLLMEngine:
         if llm is None:
             return
         shutdown = getattr(llm, "shutdown", None) or getattr(
-            getattr(llm.llm_engine, "engine_core", None), "shutdown", None)
+            getattr(llm.llm_engine, "engine_core", None), "shutdown", None
+        )
         if shutdown is not None:
             shutdown()
         del llm
@@ -100,15 +108,30 @@ class VLLMEngine:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def generate(self, prompts: Sequence[str], n: int = 1, stop: Sequence[str] = (),
-                 max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int | None = None) -> list[list[Completion]]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int = 1,
+        stop: Sequence[str] = (),
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> list[list[Completion]]:
         from vllm import SamplingParams
 
         check_request(prompts, n, stop, max_tokens, temperature, top_p)
-        params = SamplingParams(n=n, stop=list(stop), max_tokens=max_tokens,
-                                temperature=temperature, top_p=top_p, seed=seed, logprobs=0,
-                                skip_special_tokens=False, include_stop_str_in_output=False)
+        params = SamplingParams(
+            n=n,
+            stop=list(stop),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            logprobs=0,
+            skip_special_tokens=False,
+            include_stop_str_in_output=False,
+        )
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
         eos = self.tokenizer.eos_token or ""
         results = []
@@ -124,7 +147,6 @@ class VLLMEngine:
                 text = c.text
                 if reason == EOS and eos and text.endswith(eos):
                     text = text[: -len(eos)]
-                completions.append(Completion(text, reason, len(c.token_ids),
-                                              float(c.cumulative_logprob or 0.0)))
+                completions.append(Completion(text, reason, len(c.token_ids), float(c.cumulative_logprob or 0.0)))
             results.append(completions)
         return check_counts(results, len(prompts), n)

@@ -3,10 +3,11 @@ policy's backbone with its next-token head replaced by a scalar head read at
 the last token. That is the layout TRL's RewardTrainer trains and peft's
 SEQ_CLS LoRA adapts (the head, `score`, in `modules_to_save`). A score is
 tanh of the head's output divided by a scale (the reference's 5), in [-1, 1]."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rstar.llm.models import resolve_model
 
@@ -51,8 +52,9 @@ class PPMScorer:
         scale: divides the head's output before tanh.
     """
 
-    def __init__(self, model: str, device: str = "auto", batch_size: int = 16, max_length: int = 2048,
-                 scale: float = 5.0):
+    def __init__(
+        self, model: str, device: str = "auto", batch_size: int = 16, max_length: int = 2048, scale: float = 5.0
+    ):
         import torch
         from transformers import AutoTokenizer
 
@@ -93,9 +95,14 @@ class PPMScorer:
             texts = [t if t.endswith(eos) else t + eos for t in texts]
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(list(texts[i:i + self.batch_size]), return_tensors="pt",
-                                     padding=True, truncation=True, max_length=self.max_length,
-                                     add_special_tokens=not self.reference_layout)
+                enc = self.tokenizer(
+                    list(texts[i : i + self.batch_size]),
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    add_special_tokens=not self.reference_layout,
+                )
                 enc = {k: v.to(self.device) for k, v in enc.items()}
                 outs.append(self.model(**enc).logits[:, 0].float().cpu())
         return torch.cat(outs) if outs else torch.zeros(0)
@@ -125,8 +132,10 @@ class _ValueHeadModel:
                 state = torch.load(path / VALUE_HEAD, map_location="cpu", weights_only=True)
                 state = {k.removeprefix("v_head.").removeprefix("summary."): v for k, v in state.items()}
                 if set(state) != {"weight", "bias"}:
-                    raise ValueError(f"{path / VALUE_HEAD}: expected a linear value head "
-                                     f"(v_head.summary.weight, bias), found {sorted(state)}")
+                    raise ValueError(
+                        f"{path / VALUE_HEAD}: expected a linear value head "
+                        f"(v_head.summary.weight, bias), found {sorted(state)}"
+                    )
                 self.head = torch.nn.Linear(state["weight"].shape[-1], 1)
                 self.head.load_state_dict(state)
 

@@ -1,6 +1,7 @@
 """Training the PPM on preference pairs: LoRA on the backbone, the scalar head
 trained in full (peft `modules_to_save`), loss -log sigmoid(r(pos) - r(neg))
 (TRL's RewardTrainer), held-out pairwise accuracy reported."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rstar.llm.models import resolve_model
-from rstar.training import (DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer,
-                            read_records)
+from rstar.training import DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer, read_records
 
 
 @dataclass(frozen=True)
@@ -42,32 +42,51 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     base = resolve_model(config.base)
     tokenizer = load_tokenizer(base)
     both = [(p["prefix"] + p["positive"], p["prefix"] + p["negative"]) for p in pairs]
-    rows = [{"chosen": c, "rejected": r, "id": str(p.get("id", i))}
-            for i, (p, (c, r)) in enumerate(zip(pairs, both)) if fits(tokenizer, (c, r), config.max_length)]
+    rows = [
+        {"chosen": c, "rejected": r, "id": str(p.get("id", i))}
+        for i, (p, (c, r)) in enumerate(zip(pairs, both))
+        if fits(tokenizer, (c, r), config.max_length)
+    ]
     too_long = len(pairs) - len(rows)
     if len(rows) < 2:
-        raise DataFileError(f"{data}: {len(rows)} usable pairs ({too_long} longer than "
-                            f"max_length={config.max_length})")
+        raise DataFileError(f"{data}: {len(rows)} usable pairs ({too_long} longer than max_length={config.max_length})")
     train_rows, eval_rows = split_by_problem(rows, config.eval_fraction, config.seed)
 
     torch.manual_seed(config.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=1, dtype=torch.bfloat16 if config.bf16 else torch.float32)
+        base, num_labels=1, dtype=torch.bfloat16 if config.bf16 else torch.float32
+    )
     model.config.pad_token_id = tokenizer.pad_token_id
     checkpoints = out / "checkpoints"
     args = RewardConfig(
-        output_dir=str(checkpoints), per_device_train_batch_size=config.batch_size,
-        num_train_epochs=config.epochs, learning_rate=config.learning_rate,
-        max_length=config.max_length, logging_steps=1, save_strategy="steps",
-        save_steps=config.save_steps, save_total_limit=2, report_to=[], seed=config.seed,
-        bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
-        disable_tqdm=not progress, use_cpu=not torch.cuda.is_available())
-    lora = LoraConfig(task_type="SEQ_CLS", r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, target_modules=list(config.target_modules),
-                      modules_to_save=["score"])
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=config.batch_size,
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        max_length=config.max_length,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        report_to=[],
+        seed=config.seed,
+        bf16=config.bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        disable_tqdm=not progress,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    lora = LoraConfig(
+        task_type="SEQ_CLS",
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        modules_to_save=["score"],
+    )
     train_set = Dataset.from_list([{"chosen": r["chosen"], "rejected": r["rejected"]} for r in train_rows])
-    trainer = RewardTrainer(model=model, args=args, train_dataset=train_set,
-                            processing_class=tokenizer, peft_config=lora)
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=train_set, processing_class=tokenizer, peft_config=lora
+    )
     resume = last_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=resume)
 
@@ -78,11 +97,18 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     merged.save_pretrained(out)
     tokenizer.save_pretrained(out)
     accuracy = pairwise_accuracy(out, eval_rows)
-    metrics = {"pairs": len(pairs), "skipped_too_long": too_long, "train_pairs": len(train_rows),
-               "eval_pairs": len(eval_rows), "train_loss": result.training_loss,
-               "steps": result.global_step, "resumed": resume is not None, "eval_pairwise_accuracy": accuracy,
-               "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
-               "config": asdict(config)}
+    metrics = {
+        "pairs": len(pairs),
+        "skipped_too_long": too_long,
+        "train_pairs": len(train_rows),
+        "eval_pairs": len(eval_rows),
+        "train_loss": result.training_loss,
+        "steps": result.global_step,
+        "resumed": resume is not None,
+        "eval_pairwise_accuracy": accuracy,
+        "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+        "config": asdict(config),
+    }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 

@@ -1,5 +1,6 @@
 """Cheaper searches: independent chains (greedy, majority vote, best-of-N) and
 step beam search with a PPM (the reference's `agents/beam_search.py`)."""
+
 from __future__ import annotations
 
 from rstar.grading import is_equivalent
@@ -11,8 +12,9 @@ def run_chains(trees: list[Tree], ctx: Context, n: int, temperature: float | Non
     """n independent solutions per tree: the root gets n samples, every later
     node one. Temperature 0 with n = 1 is greedy decoding. A PPM scores the
     finished solutions only (best-of-N reads nothing else)."""
-    heads = expand([(t, t.root) for t in trees], ctx, n=n, temperature=temperature,
-                   score="terminals", single_answer=False)
+    heads = expand(
+        [(t, t.root) for t in trees], ctx, n=n, temperature=temperature, score="terminals", single_answer=False
+    )
     while heads := [(t, nd) for t, nd in heads if not nd.terminal]:
         heads = expand(heads, ctx, n=1, temperature=temperature, score="terminals", single_answer=False)
 
@@ -38,7 +40,7 @@ def run_beam(trees: list[Tree], ctx: Context, beam_width: int, per_beam: int) ->
         still = []
         for t in live:
             ranked = sorted(candidates[t.problem_id], key=lambda x: x.ppm, reverse=True)
-            keep = [nd for nd in ranked[:max(width[t.problem_id], 0)] if not nd.terminal]
+            keep = [nd for nd in ranked[: max(width[t.problem_id], 0)] if not nd.terminal]
             if keep:
                 beams[t.problem_id] = keep
                 still.append(t)
@@ -46,6 +48,7 @@ def run_beam(trees: list[Tree], ctx: Context, beam_width: int, per_beam: int) ->
 
 
 # -- picking the answer of a tree -------------------------------------------
+
 
 def terminals(tree: Tree) -> list[Node]:
     """The nodes where a solution ended (answers and failures; not the nodes
@@ -102,7 +105,7 @@ def best_answer(tree: Tree) -> str | None:
     cands = answers(tree)
     if not cands:
         return None
-    return max(cands, key=lambda n: (n.ppm if n.ppm is not None else n.value)).answer
+    return max(cands, key=lambda n: n.ppm if n.ppm is not None else n.value).answer
 
 
 def best_valued(tree: Tree) -> tuple[str, float] | None:

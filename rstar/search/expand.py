@@ -2,12 +2,14 @@
 batch, grading, and (when a PPM is given) one scoring call. Every search
 algorithm grows its trees through `expand`; what it does with the new nodes'
 values (MCTS backs them up) is its own business."""
+
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from rstar.grading import is_equivalent, last_boxed
 from rstar.prompts import PROMPT_STYLES, build_prompt, sft_prompt
@@ -25,34 +27,53 @@ class Scorer(Protocol):
 class ExpandConfig:
     """How a node is expanded (shared by every search algorithm)."""
 
-    candidates: int = field(default=4, metadata={"help": "steps sampled per expansion (the reference: 12 "
-                                                          "in data synthesis, 32 at inference)"})
+    candidates: int = field(
+        default=4,
+        metadata={"help": "steps sampled per expansion (the reference: 12 in data synthesis, 32 at inference)"},
+    )
     max_depth: int = field(default=16, metadata={"help": "a node deeper than this ends its path (-1 on it)"})
-    errors_threshold: int = field(default=1, metadata={
-        "help": "consecutive steps that fail to run before a path ends (-1 on the node): the reference's 1 "
-                "in later rounds and at inference; evolve.bootstrap_errors_threshold (2) applies in round 1"})
-    unended: str = field(default="code", metadata={
-        "help": "a generation that holds no boxed answer and stopped at no code tag (EOS, the token limit, "
-                "<end_of_answer> without an answer): code runs it as a step, as the reference does (an empty "
-                "one is a step that does nothing and lets the next sample try again); invalid ends the path "
-                "with -1 on the node"})
-    single_answer: bool = field(default=True, metadata={
-        "help": "when any candidate of an expansion stops at <end_of_answer>, keep only the first of those "
-                "and drop the rest, as the reference does (an answer follows from the program's output); "
-                "independent chains (greedy, maj, bon) never do"})
+    errors_threshold: int = field(
+        default=1,
+        metadata={
+            "help": "consecutive steps that fail to run before a path ends (-1 on the node): the reference's 1 "
+            "in later rounds and at inference; evolve.bootstrap_errors_threshold (2) applies in round 1"
+        },
+    )
+    unended: str = field(
+        default="code",
+        metadata={
+            "help": "a generation that holds no boxed answer and stopped at no code tag (EOS, the token limit, "
+            "<end_of_answer> without an answer): code runs it as a step, as the reference does (an empty "
+            "one is a step that does nothing and lets the next sample try again); invalid ends the path "
+            "with -1 on the node"
+        },
+    )
+    single_answer: bool = field(
+        default=True,
+        metadata={
+            "help": "when any candidate of an expansion stops at <end_of_answer>, keep only the first of those "
+            "and drop the rest, as the reference does (an answer follows from the program's output); "
+            "independent chains (greedy, maj, bon) never do"
+        },
+    )
     max_step_tokens: int = field(default=256, metadata={"help": "tokens per generated step"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature of candidates"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling of candidates"})
-    prompt_style: str = field(default="chat", metadata={
-        "help": "sft (the official SFT prompt: fine-tuned policies), fewshot (the reference's 2-shot "
-                "instruction prompt, plain text: round-1 bootstrap models), chat (our instruction and one "
-                "worked example through the tokenizer's chat template), plain (the same without it)"})
+    prompt_style: str = field(
+        default="chat",
+        metadata={
+            "help": "sft (the official SFT prompt: fine-tuned policies), fewshot (the reference's 2-shot "
+            "instruction prompt, plain text: round-1 bootstrap models), chat (our instruction and one "
+            "worked example through the tokenizer's chat template), plain (the same without it)"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "sampling seed"})
 
     def __post_init__(self) -> None:
         if self.prompt_style not in PROMPT_STYLES:
-            raise ValueError(f"expand.prompt_style must be one of {', '.join(PROMPT_STYLES)}, "
-                             f"not {self.prompt_style!r}")
+            raise ValueError(
+                f"expand.prompt_style must be one of {', '.join(PROMPT_STYLES)}, not {self.prompt_style!r}"
+            )
         if self.unended not in ("code", "invalid"):
             raise ValueError(f"expand.unended must be code or invalid, not {self.unended!r}")
         if self.errors_threshold < 1 or self.max_depth < 1:
@@ -76,8 +97,7 @@ class Context:
         """The policy's prompt for a tree's question (built once)."""
         if tree.problem_id not in self._prompts:
             tokenizer = getattr(self.engine, "tokenizer", None)
-            self._prompts[tree.problem_id] = build_prompt(tree.question, tokenizer,
-                                                          self.config.prompt_style)
+            self._prompts[tree.problem_id] = build_prompt(tree.question, tokenizer, self.config.prompt_style)
         return self._prompts[tree.problem_id]
 
 
@@ -116,9 +136,14 @@ def program_steps(tree: Tree, node: Node) -> list[str]:
     return code[::-1] + [node.step.code]
 
 
-def expand(jobs: list[tuple[Tree, Node]], ctx: Context, n: int | None = None,
-           temperature: float | None = None, score: str = "all",
-           single_answer: bool | None = None) -> list[tuple[Tree, Node]]:
+def expand(
+    jobs: list[tuple[Tree, Node]],
+    ctx: Context,
+    n: int | None = None,
+    temperature: float | None = None,
+    score: str = "all",
+    single_answer: bool | None = None,
+) -> list[tuple[Tree, Node]]:
     """Give each (tree, node) its children; returns the new (tree, node) pairs.
 
     Args:
@@ -135,9 +160,14 @@ def expand(jobs: list[tuple[Tree, Node]], ctx: Context, n: int | None = None,
     t0 = time.perf_counter()
     ctx.calls += 1
     completions = ctx.engine.generate(
-        prompts, n=n, stop=list(STOP), max_tokens=cfg.max_step_tokens,
+        prompts,
+        n=n,
+        stop=list(STOP),
+        max_tokens=cfg.max_step_tokens,
         temperature=cfg.temperature if temperature is None else temperature,
-        top_p=cfg.top_p, seed=cfg.seed * 1_000_003 + ctx.calls)
+        top_p=cfg.top_p,
+        seed=cfg.seed * 1_000_003 + ctx.calls,
+    )
     ctx.seconds["generation"] += time.perf_counter() - t0
     if len(completions) != len(jobs):
         raise RuntimeError(f"engine answered {len(completions)} prompts, asked {len(jobs)}")

@@ -22,6 +22,7 @@ Deliberate difference: the reference also stops a rollout after `max_depth`
 selection steps, which only cuts its very first rollout one level short (the
 root's expansion takes a step); here a rollout always runs to its end.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,8 +34,10 @@ from rstar.search.tree import ANSWERED, EXHAUSTED, FAILED_ENDS, Node, Tree
 
 @dataclass(frozen=True)
 class MCTSConfig:
-    rollouts: int = field(default=16, metadata={"help": "rollouts per tree (the paper: 8 for the bootstrap "
-                                                         "round, 16 later, 64 for hard problems)"})
+    rollouts: int = field(
+        default=16,
+        metadata={"help": "rollouts per tree (the paper: 8 for the bootstrap round, 16 later, 64 for hard problems)"},
+    )
     c: float = field(default=2.0, metadata={"help": "exploration weight of UCT (the reference: 2)"})
 
 

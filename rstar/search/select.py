@@ -1,4 +1,5 @@
 """Selection as the reference does it (`MCTSNode.puct`, `MCTS.select_child`)."""
+
 from __future__ import annotations
 
 import math

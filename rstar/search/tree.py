@@ -5,6 +5,7 @@ updated with, `n` its visit count, and Q = q / n (0 while unvisited). A node
 carries the step, what the sandbox said of its program and, once terminal,
 why it ended and its reward.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -99,14 +100,20 @@ class Tree:
 
 # -- on disk: one JSON object per tree ---------------------------------------
 
+
 def tree_to_record(tree: Tree, config: dict | None = None) -> dict:
     nodes = []
     for node in tree.nodes:
         row = asdict(node)
         row["step"] = asdict(node.step) if node.step else None
         nodes.append(row)
-    return {"id": tree.problem_id, "question": tree.question, "answer": tree.truth,
-            "config": config or {}, "nodes": nodes}
+    return {
+        "id": tree.problem_id,
+        "question": tree.question,
+        "answer": tree.truth,
+        "config": config or {},
+        "nodes": nodes,
+    }
 
 
 def tree_from_record(record: dict) -> Tree:
@@ -115,9 +122,22 @@ def tree_from_record(record: dict) -> Tree:
         row = dict(row)
         row["step"] = Step(**row["step"]) if row["step"] else None
         nodes.append(Node(**row))
-    return Tree(problem_id=record["id"], question=record["question"], truth=record.get("answer"),
-                nodes=nodes)
+    return Tree(problem_id=record["id"], question=record["question"], truth=record.get("answer"), nodes=nodes)
 
 
-__all__ = ["Node", "Tree", "tree_to_record", "tree_from_record", "STEP", "FINAL_CODE", "FINAL_ANSWER",
-           "ENDS", "FAILED_ENDS", "ANSWERED", "INVALID", "CODE_ERRORS", "TOO_DEEP", "EXHAUSTED"]
+__all__ = [
+    "Node",
+    "Tree",
+    "tree_to_record",
+    "tree_from_record",
+    "STEP",
+    "FINAL_CODE",
+    "FINAL_ANSWER",
+    "ENDS",
+    "FAILED_ENDS",
+    "ANSWERED",
+    "INVALID",
+    "CODE_ERRORS",
+    "TOO_DEEP",
+    "EXHAUSTED",
+]
