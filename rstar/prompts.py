@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 PROMPT_STYLES = ("sft", "fewshot", "chat", "plain")
 STYLE_FILE = "rstar-prompt.json"  # in a policy folder: {"prompt_style": ...}
@@ -36,8 +37,9 @@ def sft_prompt(question: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _fewshot() -> dict:
-    return json.loads(FEWSHOT_FILE.read_text(encoding="utf-8"))
+def _fewshot() -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads(FEWSHOT_FILE.read_text(encoding="utf-8"))
+    return spec
 
 
 def fewshot_prompt(question: str) -> str:
@@ -46,10 +48,10 @@ def fewshot_prompt(question: str) -> str:
     every call; a fixed order keeps the prompt's prefix cacheable.)"""
     spec = _fewshot()
     head = "\n".join([spec["instruction"], "The following are 2 demonstration examples.", *spec["examples"], ""])
-    return head + "\n" + spec["suffix"].format(input=question + "\n")
+    return head + "\n" + str(spec["suffix"]).format(input=question + "\n")
 
 
-def build_prompt(question: str, tokenizer=None, style: str = "chat") -> str:
+def build_prompt(question: str, tokenizer: Any = None, style: str = "chat") -> str:
     """The text that precedes the solution, in one of PROMPT_STYLES."""
     if style == "sft":
         return sft_prompt(question)
@@ -62,7 +64,7 @@ def build_prompt(question: str, tokenizer=None, style: str = "chat") -> str:
             {"role": "assistant", "content": DEMO_SOLUTION},
             {"role": "user", "content": question},
         ]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
     return f"{INSTRUCTION}\n\nQuestion: {DEMO_QUESTION}\n{DEMO_SOLUTION}\n\nQuestion: {question}\n"
 
 
@@ -80,4 +82,4 @@ def prompt_style_of(model: str) -> str | None:
     style = json.loads(path.read_text()).get("prompt_style")
     if style not in PROMPT_STYLES:
         raise ValueError(f"{path}: unknown prompt style {style!r}")
-    return style
+    return str(style)

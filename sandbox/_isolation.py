@@ -40,7 +40,7 @@ class Isolation:
     drop_gid: int
     keep_dac_read: bool  # the interpreter lies where the unprivileged user cannot read
 
-    def as_config(self) -> dict:
+    def as_config(self) -> dict[str, object]:
         return {
             "seccomp": self.seccomp,
             "landlock_paths": list(self.landlock_paths) if self.landlock_abi else None,

@@ -50,18 +50,21 @@ def encode_request(
     return header + code
 
 
-def encode_ready(info: dict) -> bytes:
+def encode_ready(info: dict[str, object]) -> bytes:
     body = json.dumps(info).encode()
     return READY.pack(len(body)) + body
 
 
-def decode_frames(buf: bytearray) -> list[tuple[int, int, Result | None, tuple[int, float]]]:
+Frame = tuple[int, int, "Result | None", tuple[int, float]]
+
+
+def decode_frames(buf: bytearray) -> list[Frame]:
     """Take every complete frame off the front of `buf`.
 
     Returns (kind, request id, result, (live snapshots, their MiB)) tuples;
     the result is None for FRAME_DEMOTED.
     """
-    frames = []
+    frames: list[Frame] = []
     offset = 0
     while len(buf) - offset >= RESPONSE.size:
         (

@@ -13,6 +13,7 @@ import weakref
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sandbox import _isolation
 from sandbox._protocol import encode_request, encode_steps
@@ -131,7 +132,7 @@ class Sandbox:
             "snapshot_memory_mb": math.ceil(snapshot_memory_mb / workers),
             **self.isolation.as_config(),
         }
-        self._affinity: OrderedDict[tuple, int] = OrderedDict()
+        self._affinity: OrderedDict[tuple[Limits, tuple[str, ...]], int] = OrderedDict()
         self._start_timeout_s = start_timeout_s
         self._slots = slots
         self._ids = itertools.count(1)
@@ -200,7 +201,7 @@ class Sandbox:
         """Whether programs given as steps run from prefix snapshots here."""
         return all(w.info.get("snapshots") for w in self._workers)
 
-    def snapshot_stats(self) -> dict:
+    def snapshot_stats(self) -> dict[str, float]:
         """Live snapshots and their private memory, as the zygotes last reported."""
         return {
             "live": sum(w.snapshots[0] for w in self._workers),
@@ -214,11 +215,11 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
-    def info(self) -> list[dict]:
+    def info(self) -> list[dict[str, Any]]:
         """What each zygote reported at start-up (pid, warm-up seconds, RSS)."""
         return [w.info for w in self._workers]
 
@@ -258,7 +259,7 @@ class Sandbox:
         while len(self._affinity) > AFFINITY_ENTRIES:
             self._affinity.popitem(last=False)
 
-    def _dispatch(self, jobs: list[_Job], results: list, limits: Limits) -> None:
+    def _dispatch(self, jobs: list[_Job], results: list[Result | None], limits: Limits) -> None:
         patience = limits.wall_s + SLACK_S
         by_index = {job.index: job for job in jobs}
         waiting: dict[int, list[_Job]] = {}
@@ -279,10 +280,11 @@ class Sandbox:
                 held_back: deque[_Job] = deque()
                 while ready:
                     job = ready.popleft()
-                    w = self._worker_for(job, limits)
-                    if w is None:
+                    chosen = self._worker_for(job, limits)
+                    if chosen is None:
                         held_back.append(job)
                         continue
+                    w = chosen
                     request_id = next(self._ids)
                     frame = encode_request(
                         request_id, job.code, limits, len(job.steps) if job.steps else 0, job.release
@@ -312,12 +314,12 @@ class Sandbox:
                 for index in [i for i in waiting if results[i] is not None]:
                     ready.extend(waiting.pop(index))
 
-    def _replace(self, sel, w: Worker, results: list, why: str) -> None:
+    def _replace(self, sel: selectors.BaseSelector, w: Worker, results: list[Result | None], why: str) -> None:
         sel.unregister(w.fileno())
         self._restart(w, results, why)
         sel.register(w.fileno(), selectors.EVENT_READ, w)
 
-    def _restart(self, w: Worker, results: list, why: str) -> None:
+    def _restart(self, w: Worker, results: list[Result | None], why: str) -> None:
         log = w.stop()
         message = f"sandbox: {why}" + (f": {log.splitlines()[-1]}" if log else "")
         for index in w.in_flight.values():
@@ -356,7 +358,7 @@ def _link_prefixes(jobs: list[_Job], release: bool) -> None:
         last_from[source] = job
     if release:
         for source, job in last_from.items():
-            job.release = len(job.steps) == len(source) + 1
+            job.release = job.steps is not None and len(job.steps) == len(source) + 1
 
 
 def _stop_all(workers: list[Worker]) -> None:

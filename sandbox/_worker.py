@@ -10,8 +10,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from sandbox._protocol import READY, decode_frames
+from sandbox._types import Result
 
 # The zygote's environment: one thread per numeric library, so that forked
 # children never inherit (or need) thread pools.
@@ -38,14 +41,14 @@ class WorkerStartError(RuntimeError):
 class Worker:
     """A zygote and the requests it has in flight."""
 
-    def __init__(self, config: dict, start_timeout_s: float):
+    def __init__(self, config: dict[str, Any], start_timeout_s: float):
         self.config = config
         self.start_timeout_s = start_timeout_s
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.buf = bytearray()
         self.in_flight: dict[int, int] = {}  # request id -> batch index
         self.demoted: set[int] = set()
-        self.info: dict = {}
+        self.info: dict[str, Any] = {}
         self.snapshots: tuple[int, float] = (0, 0.0)  # live count and MiB, as last reported
 
     # -- life cycle ----------------------------------------------------
@@ -64,10 +67,10 @@ class Worker:
             start_new_session=True,  # a Ctrl-C in the caller's terminal is the caller's
         )
 
-    def wait_ready(self) -> dict:
+    def wait_ready(self) -> dict[str, Any]:
         """Block until the zygote says it is ready; raise WorkerStartError if it dies."""
         deadline = time.monotonic() + self.start_timeout_s
-        fd = self.proc.stdout.fileno()
+        fd = self.fileno()
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_READ)
             while True:
@@ -95,7 +98,8 @@ class Worker:
         proc, self.proc = self.proc, None
         for stream in (proc.stdin, proc.stdout):
             try:
-                stream.close()
+                if stream is not None:
+                    stream.close()
             except OSError:
                 pass
         try:
@@ -120,11 +124,20 @@ class Worker:
 
     def send(self, request_id: int, index: int, frame: bytes) -> None:
         self.in_flight[request_id] = index
-        self.proc.stdin.write(frame)
-        self.proc.stdin.flush()
+        stdin = self._running().stdin
+        assert stdin is not None  # started with stdin=PIPE
+        stdin.write(frame)
+        stdin.flush()
 
     def fileno(self) -> int:
-        return self.proc.stdout.fileno()
+        stdout = self._running().stdout
+        assert stdout is not None  # started with stdout=PIPE
+        return stdout.fileno()
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self.proc is None:
+            raise RuntimeError("this zygote is not running")
+        return self.proc
 
     def read(self) -> bool:
         """Read what is available; False at end of file (the zygote died)."""
@@ -134,7 +147,7 @@ class Worker:
         self.buf += chunk
         return True
 
-    def frames(self):
+    def frames(self) -> Iterator[tuple[int, Result]]:
         for _kind, request_id, result, snapshots in decode_frames(self.buf):
             self.snapshots = snapshots
             if result is None:

@@ -21,6 +21,7 @@ import time
 import traceback
 import types
 import warnings
+from typing import Any, NoReturn
 
 from sandbox import _core
 from sandbox._protocol import encode_ready
@@ -65,7 +66,7 @@ def make_ready() -> types.ModuleType:
     exec(compile("print(end='', file=_sink)", "<ready>", "exec"), {"_sink": io.StringIO()})
     Steps.start_filters = tuple(warnings.filters)
     main = types.ModuleType("__main__")
-    main.__builtins__ = builtins
+    main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
     sys.argv = ["<program>"]
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace")
@@ -91,7 +92,7 @@ def _flush() -> None:
             pass  # the program closed or broke its own stream
 
 
-def _exec(main: types.ModuleType, code) -> tuple[int, bytes] | None:
+def _exec(main: types.ModuleType, code: types.CodeType | bytes) -> tuple[int, bytes] | None:
     """Run compiled code (or compile source first) in __main__; None if it
     ended normally, else the program's exit status and report."""
     try:
@@ -110,7 +111,7 @@ def _exec(main: types.ModuleType, code) -> tuple[int, bytes] | None:
     return None
 
 
-def _finish(status: int, report: bytes, flags: int = 0):
+def _finish(status: int, report: bytes, flags: int = 0) -> _core.Job | None:
     """Tell the zygote the program ended; returns only in a child forked from
     this process once it is a snapshot, with that child's job."""
     _flush()
@@ -125,7 +126,7 @@ class Steps:
     lines_done = 0  # lines of the steps this process (and its snapshots) ran
     # The warning filters before the program ran: the joined program is
     # compiled under them, before any step could change them.
-    start_filters: tuple = ()
+    start_filters: tuple[Any, ...] = ()
 
     @staticmethod
     def split(payload: bytes, n_steps: int) -> list[bytes]:
@@ -145,7 +146,7 @@ class Steps:
         does not parse)."""
         codes, line = [], cls.lines_done
         with warnings.catch_warnings(record=True) as caught:
-            warnings.filters[:] = cls.start_filters
+            warnings.filters[:] = cls.start_filters  # type: ignore[index]  # a list at run time
             for i, src in enumerate(steps):
                 try:
                     tree = ast.parse(b"\n" * line + src, FILENAME)
@@ -171,25 +172,30 @@ class Steps:
         return None if caught else codes
 
 
-def run_job(main: types.ModuleType, job: tuple[bytes, int, int]) -> None:
+def run_job(main: types.ModuleType, job: _core.Job | None) -> NoReturn:
     """In a child: run its job, and the jobs of the children forked from it
-    when it is kept as a snapshot. Never returns."""
-    while True:
+    when it is kept as a snapshot. Never returns: the core ends the process
+    when no job is left."""
+    while job is not None:
         payload, n_steps, first_step = job
         if not n_steps:  # one program
             status, report = _exec(main, payload) or (0, b"")
-            _finish(status, report)
+            job = _finish(status, report)
+            continue
         steps = Steps.split(payload, n_steps)
         codes = Steps.compile(steps, first_step)
         if codes is None:
             if first_step:  # a snapshot ran part of it: the zygote reruns it whole
-                _finish(1, b"", _core.END_UNSPLIT)
+                job = _finish(1, b"", _core.END_UNSPLIT)
+                continue
             status, report = _exec(main, b"\n".join(steps)) or (0, b"")
-            _finish(status, report)
+            job = _finish(status, report)
+            continue
         job = _run_steps(main, steps, codes)
+    os._exit(0)
 
 
-def _run_steps(main, steps: list[bytes], codes: list[types.CodeType]):
+def _run_steps(main: types.ModuleType, steps: list[bytes], codes: list[types.CodeType]) -> _core.Job | None:
     """Run the steps; returns the next job when this process continues as a
     child forked from a snapshot of them."""
     for i, code in enumerate(codes):

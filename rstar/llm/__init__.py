@@ -7,13 +7,15 @@ engine = load_engine("hf")                # transformers, the embedded default m
 
 from __future__ import annotations
 
+from typing import Any
+
 from rstar.llm.models import DEFAULT_MODEL, PACKAGED, ModelNotFoundError, resolve_model
 from rstar.llm.types import EOS, LENGTH, Completion, Engine
 
 ENGINES = ("hf", "vllm")
 
 
-def load_engine(kind: str = "hf", **config) -> Engine:
+def load_engine(kind: str = "hf", **config: Any) -> Engine:
     """Build an engine by name: "hf" (transformers) or "vllm".
 
     Keyword arguments are the fields of `HFEngineConfig` or `VLLMEngineConfig`.

@@ -17,6 +17,7 @@ import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rstar.llm.models import resolve_model
 from rstar.llm.types import EOS, LENGTH, Completion, check_counts, check_request, cut_at_stop
@@ -109,7 +110,16 @@ class HFEngine:
         return check_counts(results, len(prompts), n)
 
     # -- one group of prompts ------------------------------------------------
-    def _generate_group(self, prompts, n, stop, max_tokens, temperature, top_p, seed):
+    def _generate_group(
+        self,
+        prompts: list[str],
+        n: int,
+        stop: list[str],
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+    ) -> list[list[Completion]]:
         import torch
 
         enc = [self.tokenizer(p)["input_ids"] for p in prompts]
@@ -159,7 +169,7 @@ class HFEngine:
             grouped[row.prompt].append(Completion(row.text, row.reason, len(row.ids), row.logprob))
         return grouped
 
-    def _prefill(self, enc: list[list[int]]):
+    def _prefill(self, enc: list[list[int]]) -> tuple[Any, Any, Any, Any]:
         """KV cache, last logits, attention mask and position ids of the
         prompts; the shared prefix (if any) is computed once. Pads sit between
         the prefix and each prompt's own tokens, masked out."""
@@ -185,7 +195,7 @@ class HFEngine:
         )
         return out.past_key_values, out.logits[:, -1, :].float(), mask, positions
 
-    def _shared_prefix(self, enc: list[list[int]]) -> tuple[list[int], object]:
+    def _shared_prefix(self, enc: list[list[int]]) -> tuple[list[int], Any]:
         """The token prefix common to all prompts, with its KV cache (batch 1):
         the kept one when every prompt starts with it, else the batch's own
         common prefix, computed and kept (when several prompts share enough)."""
@@ -200,14 +210,14 @@ class HFEngine:
                 return ids, cache
         if len(enc) < 2:
             return [], None
-        ids = os.path.commonprefix(enc)[:room]  # works on any sequences, token lists too
+        ids = list(os.path.commonprefix(enc)[:room])  # works on any sequences, token lists too
         if len(ids) < MIN_SHARED_TOKENS:
             return [], None
         out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
         self._prefix = (ids, out.past_key_values)
         return self._prefix
 
-    def _finish(self, row: _Row, token: int, stop, longest_stop: int, max_tokens: int) -> bool:
+    def _finish(self, row: _Row, token: int, stop: list[str], longest_stop: int, max_tokens: int) -> bool:
         if token in self.eos_ids:
             row.text, row.reason = self.tokenizer.decode(row.ids[:-1]), EOS
             return True
@@ -224,7 +234,7 @@ class HFEngine:
         return False
 
     @staticmethod
-    def _sample(logits, temperature: float, top_p: float, generators):
+    def _sample(logits: Any, temperature: float, top_p: float, generators: list[Any]) -> Any:
         import torch
 
         if temperature == 0:
@@ -259,7 +269,7 @@ class _Row:
     checked: int = 0  # length of the text already searched for stop strings
 
 
-def _generator(seed: int | None, sample: int, device):
+def _generator(seed: int | None, sample: int, device: Any) -> Any:
     import torch
 
     g = torch.Generator(device=device)
@@ -272,7 +282,7 @@ def _generator(seed: int | None, sample: int, device):
     return g
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids = set()
     for source in (getattr(model, "generation_config", None), model.config):
         value = getattr(source, "eos_token_id", None) if source is not None else None

@@ -4,6 +4,7 @@ tests and the `tiny` preset. Nothing is downloaded."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rstar.prompts import sft_prompt
 
@@ -37,7 +38,7 @@ SOLUTIONS = [
 ]
 
 
-def _train(model, tokenizer, steps: int, seed: int) -> None:
+def _train(model: Any, tokenizer: Any, steps: int, seed: int) -> None:
     import random
 
     import torch

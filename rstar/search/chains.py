@@ -3,6 +3,9 @@ step beam search with a PPM (the reference's `agents/beam_search.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from rstar.grading import is_equivalent
 from rstar.search.expand import Context, expand
 from rstar.search.tree import ANSWERED, EXHAUSTED, Node, Tree
@@ -39,7 +42,7 @@ def run_beam(trees: list[Tree], ctx: Context, beam_width: int, per_beam: int) ->
                 width[t.problem_id] -= 1
         still = []
         for t in live:
-            ranked = sorted(candidates[t.problem_id], key=lambda x: x.ppm, reverse=True)
+            ranked = sorted(candidates[t.problem_id], key=_ppm, reverse=True)
             keep = [nd for nd in ranked[: max(width[t.problem_id], 0)] if not nd.terminal]
             if keep:
                 beams[t.problem_id] = keep
@@ -70,10 +73,17 @@ def weight(tree: Tree, node: Node) -> int:
     return w
 
 
-def majority(votes: list[tuple[str, int]]) -> str | None:
+def _ppm(node: Node) -> float:
+    """A node's PPM score (every candidate of a PPM-guided search has one)."""
+    if node.ppm is None:
+        raise ValueError(f"node {node.id} has no PPM score")
+    return node.ppm
+
+
+def majority(votes: Sequence[tuple[str, float]]) -> str | None:
     """The answer with the most votes, equivalent answers grouped; ties go to
     the answer seen first."""
-    groups: list[list] = []
+    groups: list[list[Any]] = []
     for answer, count in votes:
         for g in groups:
             if answer == g[0] or is_equivalent(answer, g[0]):
@@ -81,15 +91,15 @@ def majority(votes: list[tuple[str, int]]) -> str | None:
                 break
         else:
             groups.append([answer, count])
-    return max(groups, key=lambda g: g[1])[0] if groups else None
+    return str(max(groups, key=lambda g: g[1])[0]) if groups else None
 
 
 def majority_answer(tree: Tree) -> str | None:
     """The most frequent answer among the sampled solutions."""
-    return majority([(n.answer, weight(tree, n)) for n in answers(tree)])
+    return majority([(n.answer, weight(tree, n)) for n in answers(tree) if n.answer is not None])
 
 
-def samples(tree: Tree) -> list[dict]:
+def samples(tree: Tree) -> list[dict[str, Any]]:
     """The sampled solutions of a chains tree in sampling order, one entry per
     sample (a merged duplicate repeated), with answer, PPM score and
     correctness (None without a ground truth); a failed solution has no answer."""
@@ -111,11 +121,11 @@ def best_answer(tree: Tree) -> str | None:
 def best_valued(tree: Tree) -> tuple[str, float] | None:
     """The answer with the highest value (its reward: the PPM's score at
     inference) and that value; what one MCTS run contributes to the vote."""
-    cands = [n for n in answers(tree) if n.reward is not None]
+    cands = [(n.reward, n.answer) for n in answers(tree) if n.reward is not None and n.answer is not None]
     if not cands:
         return None
-    best = max(cands, key=lambda n: n.reward)
-    return best.answer, best.reward
+    reward, answer = max(cands, key=lambda ra: ra[0])
+    return answer, reward
 
 
 def top_k_vote(picks: list[tuple[str, float]], k: int) -> str | None:

@@ -9,12 +9,32 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from rstar.grading import is_equivalent, last_boxed
+from rstar.llm.types import Engine
 from rstar.prompts import PROMPT_STYLES, build_prompt, sft_prompt
-from rstar.search.tree import ANSWERED, CODE_ERRORS, INVALID, TOO_DEEP, Node, Tree
+from rstar.search.tree import ANSWERED, CODE_ERRORS, INVALID, TOO_DEEP, Node, Tree, step_of
 from rstar.steps import END_ANSWER, FINAL_ANSWER, FINAL_CODE, STEP, STOP, Step, observation, parse_step
+
+
+class ExecResult(Protocol):
+    """What the search reads of a sandbox result."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def status(self) -> Any: ...  # an enum whose .value is the status's name
+
+
+class Executor(Protocol):
+    """Runs programs given as their steps' code (the sandbox's `run_batch`)."""
+
+    def run_batch(self, programs: Sequence[Sequence[str]]) -> Sequence[ExecResult]: ...
 
 
 class Scorer(Protocol):
@@ -85,13 +105,13 @@ class Context:
     """What a search needs: the policy, the executor, an optional PPM, and
     where the time went."""
 
-    engine: object
-    sandbox: object
+    engine: Engine
+    sandbox: Executor
     config: ExpandConfig
     scorer: Scorer | None = None
-    seconds: dict = field(default_factory=lambda: defaultdict(float))
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     calls: int = 0
-    _prompts: dict = field(default_factory=dict)
+    _prompts: dict[str, str] = field(default_factory=dict)
 
     def prompt(self, tree: Tree) -> str:
         """The policy's prompt for a tree's question (built once)."""
@@ -129,11 +149,12 @@ def program_steps(tree: Tree, node: Node) -> list[str]:
     means to), then its own."""
     code = []
     for n in reversed(tree.path(node)[:-1]):
-        if n.step.kind == FINAL_CODE:
+        step = step_of(n)
+        if step.kind == FINAL_CODE:
             break
-        if n.step.kind == STEP and n.status != "timeout":
-            code.append(n.step.code)
-    return code[::-1] + [node.step.code]
+        if step.kind == STEP and n.status != "timeout":
+            code.append(step.code)
+    return code[::-1] + [step_of(node).code]
 
 
 def expand(
@@ -177,7 +198,7 @@ def expand(
         node.expanded = True
         if single and any(c.stop_reason == END_ANSWER for c in cands):
             cands = [next(c for c in cands if c.stop_reason == END_ANSWER)]
-        seen: dict[tuple, Node] = {}
+        seen: dict[tuple[str, str], Node] = {}
         for c in cands:
             key = (c.text, c.stop_reason)
             if key in seen:
@@ -187,7 +208,7 @@ def expand(
             seen[key] = tree.add(node, step)
             new.append((tree, seen[key]))
 
-    _execute([(t, nd) for t, nd in new if nd.step.kind in (STEP, FINAL_CODE)], ctx)
+    _execute([(t, nd) for t, nd in new if step_of(nd).kind in (STEP, FINAL_CODE)], ctx)
     t0 = time.perf_counter()
     for tree, node in new:
         _settle(tree, node, cfg)
@@ -219,18 +240,19 @@ def _execute(jobs: list[tuple[Tree, Node]], ctx: Context) -> None:
             node.errors_in_a_row = 0
         else:
             node.output = r.error or r.status.value
-            node.errors_in_a_row = tree.nodes[node.parent].errors_in_a_row + 1
+            node.errors_in_a_row = tree.parent_of(node).errors_in_a_row + 1
 
 
 def _settle(tree: Tree, node: Node, cfg: ExpandConfig) -> None:
     """Mark a new node terminal where the reference does, with why, its
     answer and (where the ground truth says) its reward."""
-    kind = node.step.kind
+    step = step_of(node)
+    kind = step.kind
     if kind == INVALID:
         node.terminal, node.end, node.reward = True, INVALID, -1.0
     elif kind == FINAL_ANSWER:
         node.terminal, node.end = True, ANSWERED
-        node.answer = last_boxed(node.step.text)
+        node.answer = last_boxed(step.text)
         if tree.truth is not None:
             node.correct = node.answer is not None and is_equivalent(node.answer, tree.truth)
             node.reward = 1.0 if node.correct else -1.0

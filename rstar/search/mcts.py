@@ -25,6 +25,7 @@ root's expansion takes a step); here a rollout always runs to its end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rstar.search.expand import Context, expand
@@ -41,7 +42,12 @@ class MCTSConfig:
     c: float = field(default=2.0, metadata={"help": "exploration weight of UCT (the reference: 2)"})
 
 
-def run_mcts(trees: list[Tree], ctx: Context, config: MCTSConfig, on_round=None) -> None:
+def run_mcts(
+    trees: list[Tree],
+    ctx: Context,
+    config: MCTSConfig,
+    on_round: Callable[[list[Tree], list[int]], object] | None = None,
+) -> None:
     """Run `config.rollouts` rollouts on every tree (in place)."""
     done = [0] * len(trees)
     cursor: list[Node | None] = [None] * len(trees)
@@ -54,7 +60,7 @@ def run_mcts(trees: list[Tree], ctx: Context, config: MCTSConfig, on_round=None)
             if node is not None:
                 need.append(i)
         active = need
-        new = expand([(trees[i], cursor[i]) for i in need], ctx)
+        new = expand([(trees[i], node) for i in need if (node := cursor[i]) is not None], ctx)
         for tree, node in new:
             _value(tree, node, ctx)
         if on_round:

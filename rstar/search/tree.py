@@ -9,6 +9,7 @@ why it ended and its reward.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from rstar.steps import FINAL_ANSWER, FINAL_CODE, STEP, Step
 
@@ -54,6 +55,13 @@ class Node:
         self.n += 1
 
 
+def step_of(node: Node) -> Step:
+    """A node's step; only the root (the question) has none."""
+    if node.step is None:
+        raise ValueError("the root has no step")
+    return node.step
+
+
 @dataclass(slots=True)
 class Tree:
     """One problem's search tree."""
@@ -76,6 +84,11 @@ class Tree:
         self.nodes.append(node)
         parent.children.append(node.id)
         return node
+
+    def parent_of(self, node: Node) -> Node:
+        if node.parent is None:
+            raise ValueError("the root has no parent")
+        return self.nodes[node.parent]
 
     def path(self, node: Node) -> list[Node]:
         """Root excluded, `node` included, in order."""
@@ -101,7 +114,7 @@ class Tree:
 # -- on disk: one JSON object per tree ---------------------------------------
 
 
-def tree_to_record(tree: Tree, config: dict | None = None) -> dict:
+def tree_to_record(tree: Tree, config: dict[str, Any] | None = None) -> dict[str, Any]:
     nodes = []
     for node in tree.nodes:
         row = asdict(node)
@@ -116,7 +129,7 @@ def tree_to_record(tree: Tree, config: dict | None = None) -> dict:
     }
 
 
-def tree_from_record(record: dict) -> Tree:
+def tree_from_record(record: dict[str, Any]) -> Tree:
     nodes = []
     for row in record["nodes"]:
         row = dict(row)

@@ -1,0 +1,38 @@
+"""Type stub of the compiled core (sandbox/_core.pyx over csrc/)."""
+
+from collections.abc import Callable, Sequence
+
+END_CLEAN: int
+END_UNSPLIT: int
+FILTERS: dict[str, int]
+
+# A job: (payload, steps in it, steps its snapshot already ran).
+Job = tuple[bytes, int, int]
+
+def receive() -> Job | None: ...
+def step_done(cpu_s: float, peak_rss_kb: int, private_kb: int) -> Job | None: ...
+def finish(
+    exit_code: int, flags: int, cpu_s: float, peak_rss_kb: int, private_kb: int, report: bytes
+) -> Job | None: ...
+def snapshot_support() -> str | None: ...
+def landlock_abi() -> int: ...
+def collapse_heap() -> int: ...
+def policy_table() -> list[tuple[str, str, int]]: ...
+def policy_dump(variant: str = "plain") -> str: ...
+def serve(
+    in_fd: int,
+    out_fd: int,
+    *,
+    seccomp: bool,
+    landlock_paths: Sequence[str],
+    drop_uid: int,
+    drop_gid: int,
+    keep_dac_read: bool,
+    base_address_space: int,
+    max_running: int,
+    demote_after_s: float,
+    nofile: int,
+    max_snapshots: int,
+    max_snapshot_bytes: int,
+    on_ready: Callable[[], object],
+) -> bool: ...
