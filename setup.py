@@ -40,7 +40,8 @@ core = Extension(
         *seccomp_cflags,
         *shlex.split(os.environ.get("SBX_CFLAGS", "")),
     ],
-    extra_link_args=[*seccomp_libs, "-lm"],
+    # SBX_CFLAGS reach the link too: a sanitizer needs its runtime there.
+    extra_link_args=[*seccomp_libs, "-lm", *shlex.split(os.environ.get("SBX_CFLAGS", ""))],
 )
 
 setup(ext_modules=cythonize([core], compiler_directives={"language_level": "3"}))

@@ -10,7 +10,7 @@ struct sbx_buf {
     char *data;
     size_t len;
     size_t cap;
-    size_t limit;  /* 0 = unbounded */
+    size_t limit; /* 0 = unbounded */
     bool truncated;
 };
 

@@ -42,9 +42,8 @@ static int step_descriptors(const struct sbx_child_plan *p)
     int rules = p->ruleset_fd >= 0 ? fcntl(p->ruleset_fd, F_DUPFD_CLOEXEC, 10) : -1;
     if (rep < 0 || job < 0 || (p->ruleset_fd >= 0 && rules < 0))
         return -errno;
-    if (dup2(p->stdin_fd, 0) < 0 || dup2(p->stdout_fd, 1) < 0 ||
-        dup2(p->stderr_fd, 2) < 0 || dup3(rep, SBX_CHILD_REPORT_FD, O_CLOEXEC) < 0 ||
-        dup3(job, SBX_CHILD_JOB_FD, O_CLOEXEC) < 0)
+    if (dup2(p->stdin_fd, 0) < 0 || dup2(p->stdout_fd, 1) < 0 || dup2(p->stderr_fd, 2) < 0 ||
+        dup3(rep, SBX_CHILD_REPORT_FD, O_CLOEXEC) < 0 || dup3(job, SBX_CHILD_JOB_FD, O_CLOEXEC) < 0)
         return -errno;
     if (rules >= 0 && dup3(rules, SBX_CHILD_RULESET_FD, O_CLOEXEC) < 0)
         return -errno;
@@ -165,6 +164,8 @@ struct step {
     int (*run)(const struct sbx_child_plan *p);
 };
 
+/* One step per line, in order. */
+/* clang-format off */
 static const struct step PREPARE_STEPS[] = {
     {"process_group", step_process_group},
     {"parent_death", step_parent_death},
@@ -173,6 +174,7 @@ static const struct step PREPARE_STEPS[] = {
     {"no_new_privs", step_no_new_privs},
     {"landlock", step_landlock},
 };
+/* clang-format on */
 
 void sbx_child_prepare(const struct sbx_child_plan *plan)
 {
@@ -198,8 +200,7 @@ static int read_exact(int fd, void *buf, size_t len)
 }
 
 static int write_mark(uint32_t kind, int32_t exit_code, uint32_t flags, double cpu_s,
-                      int64_t peak_rss_kb, uint64_t private_kb, const char *payload,
-                      size_t len)
+                      int64_t peak_rss_kb, uint64_t private_kb, const char *payload, size_t len)
 {
     struct sbx_mark m = {
         .magic = SBX_MARK_MAGIC,
@@ -346,8 +347,8 @@ static char *serve_jobs(const struct sbx_child_plan *plan, struct sbx_request *j
     }
 }
 
-char *sbx_child_step_done(const struct sbx_child_plan *plan, double cpu_s,
-                          int64_t peak_rss_kb, uint64_t private_kb, struct sbx_request *job)
+char *sbx_child_step_done(const struct sbx_child_plan *plan, double cpu_s, int64_t peak_rss_kb,
+                          uint64_t private_kb, struct sbx_request *job)
 {
     char answer = 0;
     if (write_mark(SBX_MARK_STEP, 0, 0, cpu_s, peak_rss_kb, private_kb, NULL, 0) < 0 ||
@@ -360,8 +361,8 @@ char *sbx_child_step_done(const struct sbx_child_plan *plan, double cpu_s,
 }
 
 char *sbx_child_finish(const struct sbx_child_plan *plan, int exit_code, uint32_t flags,
-                       double cpu_s, int64_t peak_rss_kb, uint64_t private_kb,
-                       const char *report, size_t report_len, struct sbx_request *job)
+                       double cpu_s, int64_t peak_rss_kb, uint64_t private_kb, const char *report,
+                       size_t report_len, struct sbx_request *job)
 {
     bool keep = flags & SBX_END_CLEAN;
     /* A snapshot's output pipes must be closed before the end is told: the

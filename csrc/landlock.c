@@ -11,32 +11,32 @@
 
 /* Declared here so that the build does not depend on the installed kernel
  * headers knowing the newest ABI. Values from include/uapi/linux/landlock.h. */
-#define LL_SYS_CREATE_RULESET 444
-#define LL_SYS_ADD_RULE 445
-#define LL_SYS_RESTRICT_SELF 446
+#define LL_SYS_CREATE_RULESET     444
+#define LL_SYS_ADD_RULE           445
+#define LL_SYS_RESTRICT_SELF      446
 #define LL_CREATE_RULESET_VERSION (1U << 0)
-#define LL_RULE_PATH_BENEATH 1
+#define LL_RULE_PATH_BENEATH      1
 
-#define FS_EXECUTE (1ULL << 0)
-#define FS_WRITE_FILE (1ULL << 1)
-#define FS_READ_FILE (1ULL << 2)
-#define FS_READ_DIR (1ULL << 3)
-#define FS_REMOVE_DIR (1ULL << 4)
-#define FS_REMOVE_FILE (1ULL << 5)
-#define FS_MAKE_CHAR (1ULL << 6)
-#define FS_MAKE_DIR (1ULL << 7)
-#define FS_MAKE_REG (1ULL << 8)
-#define FS_MAKE_SOCK (1ULL << 9)
-#define FS_MAKE_FIFO (1ULL << 10)
-#define FS_MAKE_BLOCK (1ULL << 11)
-#define FS_MAKE_SYM (1ULL << 12)
-#define FS_REFER (1ULL << 13)     /* ABI 2 */
-#define FS_TRUNCATE (1ULL << 14)  /* ABI 3 */
-#define FS_IOCTL_DEV (1ULL << 15) /* ABI 5 */
-#define NET_BIND_TCP (1ULL << 0)  /* ABI 4 */
-#define NET_CONNECT_TCP (1ULL << 1)
+#define FS_EXECUTE          (1ULL << 0)
+#define FS_WRITE_FILE       (1ULL << 1)
+#define FS_READ_FILE        (1ULL << 2)
+#define FS_READ_DIR         (1ULL << 3)
+#define FS_REMOVE_DIR       (1ULL << 4)
+#define FS_REMOVE_FILE      (1ULL << 5)
+#define FS_MAKE_CHAR        (1ULL << 6)
+#define FS_MAKE_DIR         (1ULL << 7)
+#define FS_MAKE_REG         (1ULL << 8)
+#define FS_MAKE_SOCK        (1ULL << 9)
+#define FS_MAKE_FIFO        (1ULL << 10)
+#define FS_MAKE_BLOCK       (1ULL << 11)
+#define FS_MAKE_SYM         (1ULL << 12)
+#define FS_REFER            (1ULL << 13) /* ABI 2 */
+#define FS_TRUNCATE         (1ULL << 14) /* ABI 3 */
+#define FS_IOCTL_DEV        (1ULL << 15) /* ABI 5 */
+#define NET_BIND_TCP        (1ULL << 0)  /* ABI 4 */
+#define NET_CONNECT_TCP     (1ULL << 1)
 #define SCOPE_ABSTRACT_UNIX (1ULL << 0) /* ABI 6 */
-#define SCOPE_SIGNAL (1ULL << 1)
+#define SCOPE_SIGNAL        (1ULL << 1)
 
 struct ll_ruleset_attr {
     uint64_t handled_access_fs;

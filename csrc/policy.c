@@ -28,17 +28,17 @@ enum rule_kind {
     R_ALLOW,
     R_ERRNO,
     R_KILL,
-    R_OPEN_RDONLY,   /* open/openat/openat2: only without write/create flags */
-    R_CLONE,         /* clone: threads if allowed; notified in SBX_FILTER_NOTIFY */
-    R_FORK,          /* fork, vfork: notified in SBX_FILTER_NOTIFY */
-    R_PDEATHSIG,     /* prctl: only PR_SET_PDEATHSIG(SIGKILL), in SBX_FILTER_NOTIFY */
-    R_OWN_GROUP,     /* setpgid: only (0, 0), in SBX_FILTER_NOTIFY */
-    R_PRLIMIT_GET,   /* prlimit64: only reading (new limit == NULL); in
-                      * SBX_FILTER_NOTIFY also its own CPU limit (see below) */
-    R_SELF_SIGNAL,   /* kill and kin: only to the process itself (first
-                      * argument = its pid); in SBX_FILTER_NOTIFY the zygote
-                      * checks that, since a snapshot's children share its
-                      * filter but not its pid */
+    R_OPEN_RDONLY, /* open/openat/openat2: only without write/create flags */
+    R_CLONE,       /* clone: threads if allowed; notified in SBX_FILTER_NOTIFY */
+    R_FORK,        /* fork, vfork: notified in SBX_FILTER_NOTIFY */
+    R_PDEATHSIG,   /* prctl: only PR_SET_PDEATHSIG(SIGKILL), in SBX_FILTER_NOTIFY */
+    R_OWN_GROUP,   /* setpgid: only (0, 0), in SBX_FILTER_NOTIFY */
+    R_PRLIMIT_GET, /* prlimit64: only reading (new limit == NULL); in
+                    * SBX_FILTER_NOTIFY also its own CPU limit (see below) */
+    R_SELF_SIGNAL, /* kill and kin: only to the process itself (first
+                    * argument = its pid); in SBX_FILTER_NOTIFY the zygote
+                    * checks that, since a snapshot's children share its
+                    * filter but not its pid */
 };
 
 struct rule {
@@ -47,6 +47,8 @@ struct rule {
     int err;
 };
 
+/* The table reads as a table. */
+/* clang-format off */
 #define ALLOW(n) {n, R_ALLOW, 0}
 #define DENY(n, e) {n, R_ERRNO, e}
 #define KILL(n) {n, R_KILL, 0}
@@ -133,8 +135,10 @@ static const struct rule POLICY[] = {
     KILL("syslog"), KILL("vhangup"), KILL("personality"),
 };
 
+/* clang-format on */
+
 #define DEFAULT_ERRNO EPERM
-#define POLICY_LEN ((int)(sizeof POLICY / sizeof POLICY[0]))
+#define POLICY_LEN    ((int)(sizeof POLICY / sizeof POLICY[0]))
 
 /* Flags that let open() create, truncate or write a file. */
 #define OPEN_WRITE_FLAGS (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND)
@@ -193,9 +197,10 @@ static int add_rule(scmp_filter_ctx ctx, const struct rule *r, enum sbx_filter v
     case R_SELF_SIGNAL:
         /* The mark becomes the child's pid when it loads the filter
          * (sbx_policy_bind_pid); only the low 32 bits carry a pid_t. */
-        return notify ? seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, nr, 0)
-                      : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
-                                         SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, SBX_SELF_PID_MARK));
+        return notify
+                   ? seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, nr, 0)
+                   : seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+                                      SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, SBX_SELF_PID_MARK));
     }
     return -EINVAL;
 }
@@ -322,10 +327,14 @@ const char *sbx_policy_notify_unsupported(void)
 int sbx_policy_entry(int index, const char **name, const char **action, int *err)
 {
     static const char *const KIND_NAMES[] = {
-        [R_ALLOW] = "allow", [R_ERRNO] = "errno", [R_KILL] = "kill",
-        [R_OPEN_RDONLY] = "allow-if", [R_CLONE] = "allow-if",
+        [R_ALLOW] = "allow",
+        [R_ERRNO] = "errno",
+        [R_KILL] = "kill",
+        [R_OPEN_RDONLY] = "allow-if",
+        [R_CLONE] = "allow-if",
         /* errno, except in SBX_FILTER_NOTIFY: */
-        [R_FORK] = "errno/notify", [R_PDEATHSIG] = "errno/allow-if",
+        [R_FORK] = "errno/notify",
+        [R_PDEATHSIG] = "errno/allow-if",
         [R_OWN_GROUP] = "errno/allow-if",
         [R_PRLIMIT_GET] = "allow-if",
         /* allowed only with the process's own pid; notify in SBX_FILTER_NOTIFY */

@@ -68,7 +68,7 @@ enum sbx_mark_kind {
     SBX_MARK_PID = 4,
 };
 /* SBX_MARK_END flags. */
-#define SBX_END_CLEAN 1u   /* every step ran and ended normally: may be kept */
+#define SBX_END_CLEAN   1u /* every step ran and ended normally: may be kept */
 #define SBX_END_UNSPLIT 2u /* these steps cannot run one by one: run from scratch */
 
 struct __attribute__((packed)) sbx_mark {
@@ -86,8 +86,8 @@ struct __attribute__((packed)) sbx_mark {
 };
 
 /* One-byte commands on a child's job pipe, besides jobs (an sbx_request). */
-#define SBX_CMD_GO 'G'       /* the listener is taken: run the program */
-#define SBX_CMD_FORK 'F'     /* keep a snapshot of this step's end state */
+#define SBX_CMD_GO       'G' /* the listener is taken: run the program */
+#define SBX_CMD_FORK     'F' /* keep a snapshot of this step's end state */
 #define SBX_CMD_CONTINUE 'C' /* go on without one */
 
 struct __attribute__((packed)) sbx_response {

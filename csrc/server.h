@@ -36,7 +36,7 @@ struct snapshot {
     uint32_t steps;
     struct sbx_buf out, err; /* what the prefix printed */
     double wall_s, cpu_s;    /* what the prefix cost */
-    uint64_t private_bytes; /* estimated from the pages its prefix wrote */
+    uint64_t private_bytes;  /* estimated from the pages its prefix wrote */
     uint64_t last_used;
     struct child *pending; /* a job sent to it, whose clone is not seen yet */
     bool released;         /* that job runs in this process: no longer a snapshot */
@@ -56,8 +56,8 @@ struct child {
     bool answered; /* result sent on its end mark; only the reaping is left */
     bool ended;    /* its end mark arrived */
     bool evicted;
-    bool notified; /* its process creation is notified to this zygote */
-    bool in_place; /* runs in the process of the snapshot it came from */
+    bool notified;   /* its process creation is notified to this zygote */
+    bool in_place;   /* runs in the process of the snapshot it came from */
     double base_cpu; /* CPU seconds that process had used before this program */
     struct sbx_mark end;
     enum kill_reason killed;
@@ -79,13 +79,13 @@ struct server {
     struct request *queue_head, *queue_tail;
     struct child **children;
     size_t n_children, cap_children;
-    int n_running; /* dispatched and not demoted */
-    int n_spares;  /* forked, prepared, waiting for a program */
+    int n_running;  /* dispatched and not demoted */
+    int n_spares;   /* forked, prepared, waiting for a program */
     int *listeners; /* seccomp listeners, one per spare's lineage */
     size_t n_listeners, cap_listeners;
     struct seccomp_notif *notif;
     struct seccomp_notif_resp *notif_resp;
-    uint64_t clock; /* LRU time */
+    uint64_t clock;        /* LRU time */
     bool snapshots_broken; /* the kernel refused what they need: fresh forks only */
     struct pollfd *pfds;
     size_t cap_pfds;

@@ -38,7 +38,7 @@ struct __attribute__((packed)) key_limits {
 };
 
 #define FNV_OFFSET 1469598103934665603ULL
-#define FNV_PRIME 1099511628211ULL
+#define FNV_PRIME  1099511628211ULL
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -88,8 +88,8 @@ static struct snapshot *snapshot_new(const struct request *r, uint32_t steps, si
 
 static bool is_snapshot(const struct child *c)
 {
-    return c->role == ROLE_SNAPSHOT && c->snap && !c->snap->released && !c->evicted &&
-           !c->reaped && !c->dropped;
+    return c->role == ROLE_SNAPSHOT && c->snap && !c->snap->released && !c->evicted && !c->reaped &&
+           !c->dropped;
 }
 
 static bool usable(const struct child *c)
@@ -108,8 +108,7 @@ static struct child *lookup(struct server *s, uint64_t hash, uint32_t steps,
             continue;
         const struct snapshot *p = c->snap;
         if (p->steps == steps && p->hash == hash && p->key_len == sizeof *lim + end &&
-            memcmp(p->key, lim, sizeof *lim) == 0 &&
-            memcmp(p->key + sizeof *lim, code, end) == 0)
+            memcmp(p->key, lim, sizeof *lim) == 0 && memcmp(p->key + sizeof *lim, code, end) == 0)
             return c;
     }
     return NULL;

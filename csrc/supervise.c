@@ -163,8 +163,8 @@ static int read_input(struct server *s)
 
 /* ---- responses out -------------------------------------------------- */
 
-static int queue_frame(struct server *s, const struct sbx_response *hdr,
-                       const struct child *c, const char *error, size_t error_len)
+static int queue_frame(struct server *s, const struct sbx_response *hdr, const struct child *c,
+                       const char *error, size_t error_len)
 {
     int rc = sbx_buf_append(&s->outbuf, hdr, sizeof *hdr);
     if (rc == 0 && c) {
@@ -198,8 +198,8 @@ static const char *signal_name(int sig)
 
 /* The outcome of a finished child, and the error line that goes with it.
  * A child that is not reaped yet is judged by its end mark. */
-static enum sbx_status classify(struct child *c, char *line, size_t line_size,
-                                const char **error, size_t *error_len)
+static enum sbx_status classify(struct child *c, char *line, size_t line_size, const char **error,
+                                size_t *error_len)
 {
     const struct sbx_buf *rep = c->ended ? &c->report : &c->rep;
     double cpu = sbx_rusage_cpu(&c->ru) - c->base_cpu;
@@ -234,8 +234,8 @@ static enum sbx_status classify(struct child *c, char *line, size_t line_size,
             *error_len = strlen(*error);
             return SBX_TIMEOUT;
         }
-        int n = snprintf(line, line_size, "killed by signal %d (SIG%s)%s", sig,
-                         signal_name(sig), sig == SIGSYS ? ": forbidden system call" : "");
+        int n = snprintf(line, line_size, "killed by signal %d (SIG%s)%s", sig, signal_name(sig),
+                         sig == SIGSYS ? ": forbidden system call" : "");
         *error = line;
         *error_len = n > 0 ? (size_t)n : 0;
         return SBX_KILLED;
@@ -295,8 +295,7 @@ static int send_result(struct server *s, struct child *c, double now)
 static int send_sandbox_error(struct server *s, const struct request *r, int err)
 {
     char line[128];
-    int n = snprintf(line, sizeof line, "sandbox: could not start the program: %s",
-                     strerror(-err));
+    int n = snprintf(line, sizeof line, "sandbox: could not start the program: %s", strerror(-err));
     struct sbx_response hdr = {
         .kind = SBX_FRAME_RESULT,
         .status = SBX_SANDBOX_ERROR,
@@ -614,8 +613,8 @@ static int answer_on_end(struct server *s, struct child *c, double now)
     c->answered = true;
     if (!c->demoted)
         s->n_running--;
-    bool clean = c->end.flags & SBX_END_CLEAN && c->killed == KILL_NONE &&
-                 !c->out.truncated && !c->err.truncated;
+    bool clean = c->end.flags & SBX_END_CLEAN && c->killed == KILL_NONE && !c->out.truncated &&
+                 !c->err.truncated;
     if (clean && sbx_snapshot_keep(s, c)) {
         sbx_request_free(c->req);
         c->req = NULL;
@@ -646,8 +645,7 @@ static int finish_done(struct server *s, double now)
     int rc = 0;
     for (size_t i = 0; i < s->n_children; i++) {
         struct child *c = s->children[i];
-        if (c->role == ROLE_RUNNING && c->ended && !c->answered && c->out_fd < 0 &&
-            c->err_fd < 0) {
+        if (c->role == ROLE_RUNNING && c->ended && !c->answered && c->out_fd < 0 && c->err_fd < 0) {
             if (c->end.flags & SBX_END_UNSPLIT)
                 sbx_rerun(s, c, true);
             else if (rc == 0)
@@ -668,8 +666,8 @@ static int finish_done(struct server *s, double now)
     for (size_t i = 0; i < s->n_children; i++) {
         struct child *c = s->children[i];
         bool drained = c->out_fd < 0 && c->err_fd < 0 && c->rep_fd < 0;
-        bool done = c->dropped ||
-                    (c->reaped && (drained || c->role == ROLE_SNAPSHOT || c->pid == 0));
+        bool done =
+            c->dropped || (c->reaped && (drained || c->role == ROLE_SNAPSHOT || c->pid == 0));
         if (!done) {
             s->children[kept++] = c;
             continue;

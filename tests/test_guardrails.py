@@ -1,0 +1,62 @@
+"""The guardrails, run with the suite: lint and format (ruff), types (mypy,
+strict on sandbox/, rstar/search, rstar/llm), the C core's format
+(clang-format) and a warning-free build (-Werror). Settings live in
+pyproject.toml and .clang-format; `scripts/sanitize.sh` runs the sandbox
+tests over a sanitizer build."""
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+C_FILES = sorted(glob.glob(os.path.join(ROOT, "csrc", "*.[ch]")))
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def tool(name: str) -> str:
+    """A tool of the venv (or PATH); its absence is a setup error, not a skip."""
+    found = shutil.which(name, path=os.path.dirname(sys.executable)) or shutil.which(name)
+    assert found, f"{name} is missing: run scripts/setup.sh"
+    return found
+
+
+@pytest.mark.parametrize("args", [("check", "."), ("format", "--check", ".")], ids=["lint", "format"])
+def test_ruff(args):
+    r = run(tool("ruff"), *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_strict():
+    r = run(sys.executable, "-m", "mypy")  # files and strictness from pyproject.toml
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_c_core_is_clang_formatted():
+    r = run(tool("clang-format"), "--dry-run", "-Werror", *C_FILES)
+    assert r.returncode == 0, r.stderr
+
+
+def test_c_core_builds_without_warnings():
+    flags = run("pkg-config", "--cflags", "libseccomp").stdout.split()
+    for path in C_FILES:
+        if path.endswith(".c"):
+            r = run(
+                "gcc",
+                "-std=gnu11",
+                "-D_GNU_SOURCE",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-fsyntax-only",
+                "-Icsrc",
+                *flags,
+                path,
+            )
+            assert r.returncode == 0, r.stderr
