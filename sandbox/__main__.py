@@ -1,4 +1,4 @@
-"""`python -m sandbox check | run FILE | policy | bench`."""
+"""`python -m sandbox check | run FILE | policy | bench | serve`."""
 
 from __future__ import annotations
 
@@ -117,6 +117,21 @@ def bench(argv: list[str]) -> int:
     return 0
 
 
+def serve_command(args: argparse.Namespace) -> int:
+    from sandbox.serve import ServeConfig, read_token, serve
+
+    try:
+        limits = Limits(wall_s=args.max_wall_s, cpu_s=args.max_wall_s, memory_mb=args.memory_mb)
+        config = ServeConfig(
+            workers=args.workers, limits=limits, token=read_token(args.token_file), max_in_flight=args.max_in_flight
+        )
+        serve(args.host, args.port, config)
+    except (OSError, ValueError) as exc:
+        print(f"sandbox serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,7 +151,17 @@ def main(argv: list[str] | None = None) -> int:
         "to the zygote (programs of steps, prefix snapshots)",
     )
     sub.add_parser("bench", help="run the benchmark (bench/sandbox_bench.py)", add_help=False)
+    serve_p = sub.add_parser("serve", help="serve SandboxFusion's run_code API (and a batch API) over HTTP")
+    serve_p.add_argument("--host", default="127.0.0.1", help="loopback unless told otherwise")
+    serve_p.add_argument("--port", type=int, default=8080)
+    serve_p.add_argument("--workers", type=int, default=2, help="zygotes")
+    serve_p.add_argument("--token-file", help="a file holding the bearer token (required off loopback)")
+    serve_p.add_argument("--max-wall-s", type=float, default=10.0, help="the most a request may ask for")
+    serve_p.add_argument("--memory-mb", type=int, default=Limits().memory_mb)
+    serve_p.add_argument("--max-in-flight", type=int, default=4096, help="programs; past it: 429")
     args, rest = parser.parse_known_args(argv)
+    if args.command == "serve":
+        return serve_command(args)
     if args.command == "check":
         return check()
     if args.command == "run":
