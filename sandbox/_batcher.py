@@ -7,8 +7,20 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from sandbox._sandbox import Program, Sandbox
+from collections.abc import Sequence
+from typing import Protocol
+
+from sandbox._sandbox import Program
 from sandbox._types import Limits, Result
+
+
+class Runner(Protocol):
+    """What the service runs programs with: a `Sandbox` (or, in the
+    benchmark, a baseline behind the same HTTP stack)."""
+
+    def run_batch(self, programs: Sequence[Program], limits: Limits | None = None) -> list[Result]: ...
+
+    def close(self) -> None: ...
 
 
 class Busy(Exception):
@@ -31,7 +43,7 @@ class Batcher:
             `run` raises Busy at once instead of queueing without bound.
     """
 
-    def __init__(self, sandbox: Sandbox, max_in_flight: int):
+    def __init__(self, sandbox: Runner, max_in_flight: int):
         self.sandbox = sandbox
         self.max_in_flight = max_in_flight
         self.in_flight = 0

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox._batcher import Batcher, Busy
+from sandbox._batcher import Batcher, Busy, Runner
 from sandbox._sandbox import Program, Sandbox
 from sandbox._types import Limits, Result, Status
 
@@ -154,14 +154,15 @@ def result_json(r: Result) -> dict[str, Any]:
 # -- the app ----------------------------------------------------------------------
 
 
-def build_app(config: ServeConfig, sandbox_factory: Callable[[], Sandbox] | None = None) -> Starlette:
-    """The ASGI app. The sandbox starts with the app (lifespan) and stops with
-    it, after the requests in flight are answered."""
+def build_app(config: ServeConfig, runner_factory: Callable[[], Runner] | None = None) -> Starlette:
+    """The ASGI app. The sandbox (or what `runner_factory` makes) starts with
+    the app (lifespan) and stops with it, after the requests in flight are
+    answered."""
     state: dict[str, Batcher] = {}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        sandbox = (sandbox_factory or (lambda: Sandbox(workers=config.workers, limits=config.limits)))()
+        sandbox = (runner_factory or (lambda: Sandbox(workers=config.workers, limits=config.limits)))()
         batcher = Batcher(sandbox, config.max_in_flight)
         batcher.start()
         state["batcher"] = batcher

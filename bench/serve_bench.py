@@ -1,0 +1,224 @@
+"""`python -m sandbox serve` under load, in one run:
+
+    python bench/serve_bench.py [--programs 300] [--clients 1 8 64] [--latency-requests 400]
+
+1. the library: `Sandbox.run_batch` over the step workload (the ceiling);
+2. the service: C client threads, each sending its share of the same programs
+   one by one through the real `sandbox-fusion` client: throughput, p50/p99
+   latency, errors (transport errors and SandboxError answers; must be 0);
+3. a SandboxFusion-style baseline behind the same HTTP stack: a persistent
+   Python process pool (pebble) that execs each program, no isolation;
+4. `print(1)` latency at 8 clients on both servers.
+
+Bounded: every configuration runs the same fixed count of programs. Prints
+the table and writes bench/results/serve.json (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, ROOT)
+from report import save_report  # noqa: E402
+from workload import make_workload, tree_order  # noqa: E402
+
+from sandbox import Limits, Result, Sandbox, Status  # noqa: E402
+
+# -- the baseline: a process pool that execs, behind our HTTP stack ------------------
+
+
+def _exec(code: str) -> tuple[str, str, str | None]:
+    import io
+    import traceback
+    from contextlib import redirect_stderr, redirect_stdout
+
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            exec(code, {"__name__": "__main__"})
+        return out.getvalue(), err.getvalue(), None
+    except BaseException as exc:  # noqa: B036 - a program's exit is its result
+        return out.getvalue(), err.getvalue() + traceback.format_exc(), f"{type(exc).__name__}: {exc}"
+
+
+class PoolRunner:
+    """SandboxFusion's Python path without its isolation: warm workers exec
+    each program (state leaks between programs), a per-task timeout."""
+
+    def __init__(self, workers: int):
+        from pebble import ProcessPool
+
+        self.pool = ProcessPool(max_workers=workers)
+
+    def run_batch(self, programs, limits: Limits | None = None) -> list[Result]:
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        timeout = (limits or Limits()).wall_s
+        futures = [self.pool.schedule(_exec, args=(p,), timeout=timeout) for p in programs]
+        results = []
+        for f in futures:
+            t0 = time.perf_counter()
+            try:
+                out, err, error = f.result()
+                status = Status.ERROR if error else Status.OK
+                results.append(
+                    Result(status, out, err, error, wall_s=time.perf_counter() - t0, exit_code=1 if error else 0)
+                )
+            except FutureTimeout:
+                results.append(Result(Status.TIMEOUT, error="timeout"))
+        return results
+
+    def close(self) -> None:
+        self.pool.stop()
+        self.pool.join()
+
+
+def serve_baseline(port: int, workers: int) -> None:
+    import uvicorn
+
+    from sandbox.serve import ServeConfig, build_app
+
+    app = build_app(ServeConfig(workers=workers), runner_factory=lambda: PoolRunner(workers))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+# -- load ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(kind: str, workers: int) -> tuple[subprocess.Popen, str]:
+    import requests
+
+    port = free_port()
+    if kind == "sandbox":
+        cmd = [sys.executable, "-m", "sandbox", "serve", "--port", str(port), "--workers", str(workers)]
+    else:
+        cmd = [sys.executable, __file__, "--serve-baseline", str(port), "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/health", timeout=1).json()["status"] == "ok":
+                return proc, url
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"the {kind} server did not come up")
+
+
+def load(url: str, programs: list[str], clients: int) -> dict:
+    """Each client thread sends its share one request at a time."""
+    from sandbox_fusion import RunCodeRequest, run_code
+
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def client(share: list[str]) -> None:
+        for code in share:
+            t0 = time.perf_counter()
+            try:
+                run_code(RunCodeRequest(code=code, language="python", run_timeout=5), endpoint=url, max_attempts=1)
+            except Exception:  # transport error or SandboxError: counted, never hidden
+                with lock:
+                    errors[0] += 1
+            with lock:
+                latencies.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=client, args=(programs[i::clients],)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    return {
+        "clients": clients,
+        "programs": len(programs),
+        "per_s": len(programs) / wall,
+        "p50_ms": q[49] * 1e3,
+        "p99_ms": q[98] * 1e3,
+        "errors": errors[0],
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--programs", type=int, default=300)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--latency-requests", type=int, default=400)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "serve.json"))
+    args = parser.parse_args(argv)
+    if args.serve_baseline:
+        serve_baseline(args.serve_baseline, args.workers)
+        return {}
+    programs = [p.source for p in tree_order(make_workload(n_problems=60, seed=5))][: args.programs]
+
+    with Sandbox(workers=args.workers) as sb:
+        sb.run_batch(programs[:20])  # warm
+        t0 = time.perf_counter()
+        sb.run_batch(programs, Limits(wall_s=5.0, cpu_s=5.0))
+        library = len(programs) / (time.perf_counter() - t0)
+    print(f"library: {library:.0f} programs/s")
+
+    rows = []
+    for kind in ("sandbox", "pool baseline"):
+        proc, url = start(kind, args.workers)
+        try:
+            load(url, programs[:20], 4)  # warm
+            for clients in args.clients:
+                row = {"server": kind, **load(url, programs, clients)}
+                rows.append(row)
+                print(
+                    f"{kind:>13} {clients:>3} clients: {row['per_s']:.0f} programs/s, p50 {row['p50_ms']:.1f} ms, "
+                    f"p99 {row['p99_ms']:.1f} ms, errors {row['errors']}",
+                    flush=True,
+                )
+            tiny = {"server": kind, "workload": "print(1)", **load(url, ["print(1)"] * args.latency_requests, 8)}
+            rows.append(tiny)
+            print(f"{kind:>13} print(1), 8 clients: p50 {tiny['p50_ms']:.1f} ms, p99 {tiny['p99_ms']:.1f} ms")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+    print("\n| server | clients | programs/s | x library | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        label = f"{r['clients']}" + (" (print(1))" if r.get("workload") else "")
+        print(
+            f"| {r['server']} | {label} | {r['per_s']:.0f} | {r['per_s'] / library:.2f} | {r['p50_ms']:.1f} "
+            f"| {r['p99_ms']:.1f} | {r['errors']} |"
+        )
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "args": {**vars(args), "out": None},
+        "library_per_s": library,
+        "rows": rows,
+    }
+    save_report(report, args.out)
+    return report
+
+
+if __name__ == "__main__":
+    main()
