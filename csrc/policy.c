@@ -324,6 +324,12 @@ const char *sbx_policy_notify_unsupported(void)
     return NULL;
 }
 
+int sbx_syscall_number(const char *name)
+{
+    int nr = seccomp_syscall_resolve_name(name);
+    return nr == __NR_SCMP_ERROR || nr < 0 ? -1 : nr;
+}
+
 int sbx_policy_entry(int index, const char **name, const char **action, int *err)
 {
     static const char *const KIND_NAMES[] = {

@@ -37,6 +37,8 @@ int sbx_policy_load_notify(const struct sock_fprog *prog);
  * notification with CONTINUE, adding descriptors, pidfd_getfd): NULL if
  * so, else the reason. */
 const char *sbx_policy_notify_unsupported(void);
+/* This architecture's number of a syscall, or -1 if it has none. */
+int sbx_syscall_number(const char *name);
 /* The table itself, for review and for tests: name and action of each entry.
  * Returns the number of entries; action is "allow", "allow-if", "errno" or "kill",
  * "self-only" (signals: to the process itself only), or "errno/notify",

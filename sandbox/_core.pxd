@@ -18,6 +18,7 @@ cdef extern from "policy.h" nogil:
     int sbx_policy_dump(sbx_filter variant, int fd)
     const char *sbx_policy_notify_unsupported()
     int sbx_policy_entry(int index, const char **name, const char **action, int *err)
+    int sbx_syscall_number(const char *name)
 
 
 cdef extern from "landlock.h" nogil:

@@ -14,7 +14,7 @@ from sandbox._core cimport (SBX_END_CLEAN, SBX_END_UNSPLIT, SBX_FILTER_NOTIFY,
                             sbx_child_receive, sbx_child_step_done, sbx_collapse_heap,
                             sbx_config, sbx_filter, sbx_job, sbx_landlock_abi,
                             sbx_landlock_ruleset_new, sbx_policy_compile, sbx_policy_dump,
-                            sbx_policy_entry, sbx_policy_notify_unsupported, sbx_request,
+                            sbx_policy_entry, sbx_policy_notify_unsupported, sbx_request, sbx_syscall_number,
                             sbx_serve, sock_fprog)
 
 
@@ -122,6 +122,12 @@ def policy_table() -> list:
         sbx_policy_entry(i, &name, &action, &err)
         rows.append((name.decode(), action.decode(), err))
     return rows
+
+
+def syscall_number(str name) -> int:
+    """This architecture's number of a syscall (-1 if it has none): what
+    tests and probes pass to syscall(2), resolved as the policy resolves it."""
+    return sbx_syscall_number(name.encode())
 
 
 def policy_dump(str variant="plain") -> str:

@@ -8,10 +8,11 @@ import socket
 
 import pytest
 
-from sandbox import Limits, Sandbox, Status, _isolation
+from sandbox import Limits, Sandbox, Status, _core, _isolation
 from sandbox._worker import BASE_ENV
 
 ISO = _isolation.decide()
+NR = _core.syscall_number
 needs_landlock = pytest.mark.skipif(not ISO.landlock_abi, reason="kernel without Landlock")
 
 
@@ -96,9 +97,10 @@ def test_threads_when_the_limits_allow_them(sb):
     [
         "import os; os.execv('/bin/sh', ['sh', '-c', 'true'])",
         "import ctypes; ctypes.CDLL(None).ptrace(16, 1, 0, 0)",  # PTRACE_ATTACH to init
-        "import ctypes; ctypes.CDLL(None).syscall(165, b'none', b'/tmp', b'tmpfs', 0, 0)",  # mount
-        "import ctypes; ctypes.CDLL(None).syscall(321, 0, 0, 0)",  # bpf
-        "import ctypes; ctypes.CDLL(None).syscall(272, 0x20000)",  # unshare(CLONE_NEWNS)
+        # numbers resolved for this architecture, as the policy resolves names
+        f"import ctypes; ctypes.CDLL(None).syscall({NR('mount')}, b'none', b'/tmp', b'tmpfs', 0, 0)",
+        f"import ctypes; ctypes.CDLL(None).syscall({NR('bpf')}, 0, 0, 0)",
+        f"import ctypes; ctypes.CDLL(None).syscall({NR('unshare')}, 0x20000)",  # CLONE_NEWNS
     ],
 )
 def test_escape_syscalls_kill_the_program(sb, code):
