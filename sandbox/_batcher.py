@@ -5,9 +5,8 @@ library's throughput however its clients split the work."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sandbox._sandbox import Program
