@@ -358,15 +358,22 @@ def _mcts_row(problem: Problem, tree: Tree, runs: list[dict], top_k: int) -> dic
     answer = top_k_vote(picked, top_k)
     maj = majority([(a, 1) for a, _ in picked])
     found = [a for r in runs for a in r["found"]]
+    row = _common_row(problem, answer, maj, found, graded)
+    row["runs"] = [{"answer": a, "value": v, "correct": graded(a)} for a, v in picked]
+    return row
+
+
+def _common_row(problem: Problem, answer, maj, found: list, graded) -> dict:
+    """What every evaluation row holds: the picked and majority answers and
+    every answer found, graded against the problem's truth."""
     return {
         "id": problem.id,
         "answer": answer,
-        "truth": truth,
+        "truth": problem.answer,
         "correct": graded(answer),
         "majority": maj,
         "majority_correct": graded(maj),
         "pass": any(graded(a) for a in found),
-        "runs": [{"answer": a, "value": v, "correct": graded(a)} for a, v in picked],
         "answers": found,
     }
 
@@ -380,16 +387,7 @@ def _graded_row(problem: Problem, tree: Tree, mode: str) -> dict:
     pick = {"greedy": first_answer, "maj": majority_answer}.get(mode, best_answer)
     answer, maj = pick(tree), majority_answer(tree)
     found = [x.answer for x in tree.nodes if x.terminal and x.answer is not None]
-    row = {
-        "id": problem.id,
-        "answer": answer,
-        "truth": truth,
-        "correct": graded(answer),
-        "majority": maj,
-        "majority_correct": graded(maj),
-        "pass": any(graded(a) for a in found),
-        "answers": found,
-    }
+    row = _common_row(problem, answer, maj, found, graded)
     if mode in ("maj", "bon"):
         row["samples"] = [{**s, "correct": graded(s["answer"])} for s in samples(tree)]
     return row
