@@ -4,7 +4,11 @@
 - `PebbleExecutor`: the ToRA / Qwen2.5-Math `PythonExecutor` design, a pebble
   ProcessPool created per call whose workers exec each program with a
   per-task timeout. Its workers keep state (sympy caches, globals of modules)
-  across programs: fast, and a leak.
+  across programs: fast, and a leak. It differs from ToRA's own class
+  (bench/tora.py, measured with --tora) in: programs exec'd in a fresh
+  `__main__` dict rather than a copy of a runtime's globals, no SIGALRM timer
+  around each exec (pebble's per-task timeout alone), no result pickling check
+  and no idle `multiprocess.Pool` started with it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
-"""Sandbox benchmark: our fork-server against a pebble pool and subprocess.
+"""Sandbox benchmark: our fork-server against ToRA's own executor, a pebble pool and subprocess.
 
-    python -m sandbox bench            # or: python bench/sandbox_bench.py [--quick]
+    python -m sandbox bench [--tora PATH]   # or: python bench/sandbox_bench.py [--quick]
+
+With --tora (a microsoft/ToRA checkout), ToRA's `PythonExecutor` runs in the
+same run (bench/tora.py says how).
 
 Prints a table and writes bench/results/sandbox.json. Everything is measured
 in the same run on the same machine; compare ratios, not absolute numbers.
@@ -17,6 +20,11 @@ import sys
 import time
 from datetime import datetime, timezone
 
+# The pool executors fork their workers from this process: load what a real
+# harness's process has loaded (ToRA's and Qwen2.5-Math's graders import sympy).
+import numpy  # noqa: F401
+import sympy  # noqa: F401
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
@@ -26,7 +34,7 @@ from workload import make_workload, tree_order  # noqa: E402
 
 from sandbox import Limits, Sandbox  # noqa: E402
 from sandbox._sandbox import DEFAULT_WARMUP  # noqa: E402
-from sandbox._worker import _zygote_env  # noqa: E402
+from sandbox._worker import zygote_env  # noqa: E402
 
 CALL_SIZE = 12  # one MCTS expansion
 TIMEOUT_S = 5.0
@@ -62,7 +70,7 @@ print(json.dumps(out))
 
 
 def measure_floor() -> dict:
-    env = _zygote_env()
+    env = zygote_env()
     env["PYTHONPATH"] = os.path.dirname(HERE)
     proc = subprocess.run(
         [sys.executable, "-c", FLOOR_SCRIPT, DEFAULT_WARMUP], capture_output=True, text=True, env=env, check=True
@@ -147,11 +155,11 @@ def processes_created() -> int:
     return 0
 
 
-def run_steps(workers: int, programs: list, call_size: int) -> tuple[float, int, dict, int]:
+def run_steps(workers: int, programs: list, call_size: int, snapshots: bool = True) -> tuple[float, int, dict, int]:
     """Programs of steps in calls of `call_size` (all at once if 0) on a fresh
     Sandbox: programs per second, steps taken from snapshots, the live
     snapshots at the end, and the processes created meanwhile."""
-    sb = Sandbox(workers=workers, limits=Limits(wall_s=TIMEOUT_S, cpu_s=TIMEOUT_S))
+    sb = Sandbox(workers=workers, limits=Limits(wall_s=TIMEOUT_S, cpu_s=TIMEOUT_S), snapshots=snapshots)
     try:
         sb.run_batch(["pass"] * CALL_SIZE)  # first contact
         size = call_size or len(programs)
@@ -186,26 +194,55 @@ def bench_steps(workers: int, tree: list, n_steps: int) -> dict:
     }
 
 
-def bench_pebble_steps(workers: int, tree: list) -> dict:
+def bench_snapshot_waste(workers: int, tree: list) -> dict:
+    """Programs of steps that snapshots cannot help (no two share a prefix:
+    each step carries its program's number), snapshots on against off; and
+    the tree's programs with each step but the last ending in a newline (a
+    path's last step then differs from the same step inside a longer path by
+    that newline alone), which must reuse prefixes as the plain tree does."""
+    unique = [[f"# program {i}\n{step}" for step in p.steps] for i, p in enumerate(tree)]
+    newline = [[step + "\n" for step in p.steps[:-1]] + [p.steps[-1]] for p in tree]
+    n_steps = sum(len(p.steps) for p in tree)
+    row: dict = {}
+    for name, programs, call_size, snapshots in (
+        ("unique_on", unique, 0, True),
+        ("unique_off", unique, 0, False),
+        ("unique_calls_on", unique, CALL_SIZE, True),
+        ("unique_calls_off", unique, CALL_SIZE, False),
+        ("newline_on", newline, 0, True),
+    ):
+        per_s, resumed, stats, forks = run_steps(workers, programs, call_size, snapshots)
+        row[name] = {
+            "per_s": per_s,
+            "from_snapshot": resumed / n_steps,
+            "live_snapshots": stats["live"],
+            "forks_per_program": forks / len(programs),
+        }
+    row["unique_ratio"] = row["unique_on"]["per_s"] / row["unique_off"]["per_s"]
+    row["unique_calls_ratio"] = row["unique_calls_on"]["per_s"] / row["unique_calls_off"]["per_s"]
+    return row
+
+
+def bench_pool_steps(ex, tree: list) -> dict:
+    """A pool executor on the step form's programs, as joined source."""
     sources = [p.source for p in tree]
-    ex = PebbleExecutor(workers, TIMEOUT_S)
-    ex.run_batch(["import sympy, numpy"])
     plain_s, _ = timed(ex.run_batch, sources)
     return {"plain_per_s": len(sources) / plain_s, "calls_per_s": in_calls(ex.run_batch, sources)}
 
 
-def bench_pebble(workers: int, plain: list[str], full: list[str], calls: list[str], n_lat: int) -> dict:
-    ex = PebbleExecutor(workers, TIMEOUT_S)
+def bench_pool(ex, plain: list[str], full: list[str], calls: list[str], n_lat: int) -> dict:
+    """A pool executor (pebble, ToRA's) on the string programs."""
     t = time.perf_counter()
     ex.run_batch(["import sympy, numpy"])
     start_s = time.perf_counter() - t
-    plain_s, _ = timed(ex.run_batch, plain)
-    full_s, statuses = timed(ex.run_batch, full)
+    plain_s, statuses = timed(ex.run_batch, plain)
+    full_s, full_statuses = timed(ex.run_batch, full)
     return {
         "start_s": start_s,
         "plain_per_s": len(plain) / plain_s,
+        "plain_errors": statuses.count("error"),
         "full_wall_s": full_s,
-        "full_timeouts": statuses.count("timeout"),
+        "full_timeouts": full_statuses.count("timeout"),
         "calls_per_s": in_calls(ex.run_batch, calls),
         "print1": latency(lambda: ex.run_batch(["print(1)"]), n_lat),
     }
@@ -287,17 +324,30 @@ def print_table(report: dict) -> None:
         print(
             f"| {row['executor']} | {row['workers']} | {row['plain_per_s']:.1f} | {row['calls_per_s']:.1f} | {snap} |"
         )
-    print("\nratios, sandbox / pebble (targets at 2 workers):")
-    for w, r in report["ratios"].items():
+    print("\nsnapshots that cannot pay (no shared prefix) and trailing-newline variants of the tree:")
+    print("\n| workers | case | prog/s | steps from a snapshot | forks per program | live snapshots at the end |")
+    print("|---|---|---|---|---|---|")
+    for workers, waste in report["snapshot_waste"].items():
+        for case, row in waste.items():
+            if isinstance(row, dict):
+                print(
+                    f"| {workers} | {case} | {row['per_s']:.1f} | {row['from_snapshot']:.0%} | "
+                    f"{row['forks_per_program']:.2f} | {row['live_snapshots']} |"
+                )
         print(
-            f"  {w} workers: plain {r['plain']:.2f}x (>= 0.5), calls of 12 {r['calls']:.2f}x (>= 2.5), "
-            f"full wall {r['full_wall']:.2f}x (<= 0.33), print(1) {r['print1']:.3f}x (<= 0.1), "
-            f"print(1) / floor {r['print1_vs_floor']:.2f}x (<= 1.5)"
+            f"  {workers} workers, nothing shared: snapshots on / off {waste['unique_ratio']:.2f}x plain, "
+            f"{waste['unique_calls_ratio']:.2f}x calls of {CALL_SIZE} (>= 0.95)"
         )
-        print(
-            f"  {w} workers, step form: plain {r['steps_plain']:.2f}x (>= 1.5), "
-            f"calls of 12 {r['steps_calls']:.2f}x (>= 5)"
-        )
+    for workers, by_peer in report["ratios"].items():
+        print(f"\n{workers} workers: print(1) / raw floor {by_peer['print1_vs_floor']:.2f}x (<= 1.5)")
+        for peer, r in by_peer.items():
+            if peer == "print1_vs_floor":
+                continue
+            print(
+                f"  sandbox / {peer}: plain {r['plain']:.2f}x, calls of 12 {r['calls']:.2f}x, "
+                f"full wall {r['full_wall']:.2f}x (<= 0.33), print(1) {r['print1']:.3f}x (<= 0.1); "
+                f"step form: plain {r['steps_plain']:.2f}x (>= 1.5), calls of 12 {r['steps_calls']:.2f}x (>= 5)"
+            )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -305,6 +355,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="smaller workload, fewer repetitions")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "sandbox.json"))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--tora", metavar="PATH", help="a microsoft/ToRA checkout: measure its own PythonExecutor in the same run"
+    )
     args = parser.parse_args(argv)
 
     workload = make_workload(n_problems=16 if args.quick else 52)
@@ -328,29 +381,41 @@ def main(argv: list[str] | None = None) -> dict:
         "floor": measure_floor(),
         "rows": [],
         "step_rows": [],
+        "snapshot_waste": {},
         "ratios": {},
     }
     for workers in args.workers:
         ours = bench_sandbox(workers, plain, full, calls, n_lat)
-        pebble = bench_pebble(workers, plain, full, calls, max(10, n_lat // 5))
-        sub = bench_subprocess(workers, plain[: 24 if args.quick else 48], max(10, n_lat // 5))
-        for name, row in (("sandbox (ours)", ours), ("pebble pool per call", pebble), ("subprocess per program", sub)):
-            report["rows"].append({"executor": name, "workers": workers, **row})
-        steps = bench_steps(workers, tree, n_steps)
-        pebble_steps = bench_pebble_steps(workers, tree)
-        report["step_rows"] += [
-            {"executor": "sandbox, steps (ours)", "workers": workers, **steps},
-            {"executor": "pebble pool per call", "workers": workers, **pebble_steps},
-        ]
+        pools = {"pebble pool per call": PebbleExecutor(workers, TIMEOUT_S)}
+        if args.tora:
+            from tora import ToraExecutor
+
+            pools["ToRA PythonExecutor"] = ToraExecutor(args.tora, workers, TIMEOUT_S)
+        rows = {"sandbox (ours)": ours}
+        step_rows = {"sandbox, steps (ours)": bench_steps(workers, tree, n_steps)}
+        for name, ex in pools.items():
+            rows[name] = bench_pool(ex, plain, full, calls, max(10, n_lat // 5))
+            step_rows[name] = bench_pool_steps(ex, tree)
+            ex.close()
+        rows["subprocess per program"] = bench_subprocess(
+            workers, plain[: 24 if args.quick else 48], max(10, n_lat // 5)
+        )
+        report["rows"] += [{"executor": name, "workers": workers, **row} for name, row in rows.items()]
+        report["step_rows"] += [{"executor": name, "workers": workers, **row} for name, row in step_rows.items()]
+        steps = step_rows["sandbox, steps (ours)"]
         report["ratios"][workers] = {
-            "steps_plain": steps["plain_per_s"] / pebble_steps["plain_per_s"],
-            "steps_calls": steps["calls_per_s"] / pebble_steps["calls_per_s"],
-            "plain": ours["plain_per_s"] / pebble["plain_per_s"],
-            "calls": ours["calls_per_s"] / pebble["calls_per_s"],
-            "full_wall": ours["full_wall_s"] / pebble["full_wall_s"],
-            "print1": ours["print1"]["p50_ms"] / pebble["print1"]["p50_ms"],
-            "print1_vs_floor": ours["print1"]["p50_ms"] / (report["floor"]["fork_print"] * 1e3),
+            name: {
+                "steps_plain": steps["plain_per_s"] / step_rows[name]["plain_per_s"],
+                "steps_calls": steps["calls_per_s"] / step_rows[name]["calls_per_s"],
+                "plain": ours["plain_per_s"] / rows[name]["plain_per_s"],
+                "calls": ours["calls_per_s"] / rows[name]["calls_per_s"],
+                "full_wall": ours["full_wall_s"] / rows[name]["full_wall_s"],
+                "print1": ours["print1"]["p50_ms"] / rows[name]["print1"]["p50_ms"],
+            }
+            for name in pools
         }
+        report["snapshot_waste"][workers] = bench_snapshot_waste(workers, tree)
+        report["ratios"][workers]["print1_vs_floor"] = ours["print1"]["p50_ms"] / (report["floor"]["fork_print"] * 1e3)
     print_table(report)
     save_report(report, args.out)
     return report

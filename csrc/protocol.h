@@ -14,6 +14,11 @@
  * its last step): it may run in that prefix's snapshot itself instead of a
  * fork of it, and the snapshot is gone afterwards. Not part of the limits. */
 #define SBX_FLAG_RELEASE_PREFIX 2u
+/* A program of steps whose end state its caller expects to extend: keep it
+ * as a snapshot. Without it the process ends with its program, so a batch
+ * whose prefixes are never reused pays for no snapshot. Not part of the
+ * limits. */
+#define SBX_FLAG_KEEP_END 4u
 
 /* Outcome classes; the numbering is mirrored by sandbox.Status. */
 enum sbx_status {
@@ -47,6 +52,14 @@ struct __attribute__((packed)) sbx_request {
     uint32_t n_steps;
     /* In a job sent to a snapshot: the steps that snapshot already ran. */
     uint32_t first_step;
+    /* A program of steps: keep the state after each of its first snap_at
+     * steps (0: none) as a snapshot, because other programs of the caller
+     * share that prefix (each one, in case a later step of it fails). */
+    uint32_t snap_at;
+    /* In a job sent to a snapshot: the lines of this program before its
+     * first step, so that tracebacks number lines as in the whole program
+     * (the snapshot's own prefix may differ in trailing blank lines). */
+    uint32_t first_line;
     /* followed by code_len bytes of payload */
 };
 

@@ -19,7 +19,12 @@ struct request {
     struct sbx_request hdr;
     char *code;
     uint32_t *step_end; /* for a program of steps: where each step's record ends */
-    bool scratch;       /* run it from scratch: no snapshot may take it */
+    /* The steps as snapshots are keyed: each step's first line, its length
+     * without trailing whitespace, and that text. Steps that differ only in
+     * trailing whitespace share snapshots when they start on the same lines. */
+    char *key;
+    uint32_t *key_end;
+    bool scratch; /* run it from scratch: no snapshot may take it */
     struct request *next;
 };
 
@@ -30,7 +35,7 @@ enum role {
 };
 
 struct snapshot {
-    char *key; /* the limits, then the records of the prefix's steps */
+    char *key; /* the limits, then the key of the prefix's steps (struct request) */
     size_t key_len;
     uint64_t hash;
     uint32_t steps;
@@ -100,6 +105,7 @@ void sbx_request_free(struct request *r);
 /* Give up on a child (kill it, or drop it if it was never forked) and queue
  * its request again; `scratch`: no snapshot may take it. */
 void sbx_rerun(struct server *s, struct child *c, bool scratch);
+uint32_t sbx_step_first_line(const struct request *r, uint32_t step);
 int sbx_open_pipe(int fds[2], bool read_nonblock);
 void sbx_drain_outputs(struct child *c);
 

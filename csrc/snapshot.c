@@ -51,7 +51,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 static struct key_limits limits_of(const struct request *r)
 {
     return (struct key_limits){r->hdr.cpu_s, r->hdr.memory_bytes, r->hdr.output_bytes,
-                               r->hdr.flags & ~SBX_FLAG_RELEASE_PREFIX};
+                               r->hdr.flags & ~(SBX_FLAG_RELEASE_PREFIX | SBX_FLAG_KEEP_END)};
 }
 
 bool sbx_snapshots_on(const struct server *s)
@@ -69,17 +69,18 @@ void sbx_snapshot_free(struct snapshot *snap)
     free(snap);
 }
 
-/* A snapshot of the first `steps` steps of r, whose records end at `end`. */
-static struct snapshot *snapshot_new(const struct request *r, uint32_t steps, size_t end)
+/* A snapshot of the first `steps` steps of r. */
+static struct snapshot *snapshot_new(const struct request *r, uint32_t steps)
 {
     struct snapshot *snap = calloc(1, sizeof *snap);
     struct key_limits lim = limits_of(r);
+    size_t end = r->key_end[steps - 1];
     if (!snap || !(snap->key = malloc(sizeof lim + end))) {
         free(snap);
         return NULL;
     }
     memcpy(snap->key, &lim, sizeof lim);
-    memcpy(snap->key + sizeof lim, r->code, end);
+    memcpy(snap->key + sizeof lim, r->key, end);
     snap->key_len = sizeof lim + end;
     snap->hash = fnv(FNV_OFFSET, snap->key, snap->key_len);
     snap->steps = steps;
@@ -129,9 +130,9 @@ struct child *sbx_snapshot_find(struct server *s, const struct request *r, uint3
     struct child *best = NULL;
     size_t prev = 0;
     for (uint32_t i = 0; i + 1 < r->hdr.n_steps; i++) {
-        h = fnv(h, r->code + prev, r->step_end[i] - prev);
-        prev = r->step_end[i];
-        struct child *c = lookup(s, h, i + 1, &lim, r->code, prev, true);
+        h = fnv(h, r->key + prev, r->key_end[i] - prev);
+        prev = r->key_end[i];
+        struct child *c = lookup(s, h, i + 1, &lim, r->key, prev, true);
         if (c) {
             best = c;
             *k = i + 1;
@@ -270,6 +271,7 @@ int sbx_snapshot_start(struct server *s, struct child *src, struct request *r, u
     job.code_len = (uint32_t)(r->hdr.code_len - off);
     job.n_steps = r->hdr.n_steps - k;
     job.first_step = k;
+    job.first_line = sbx_step_first_line(r, k);
     /* The prefix's output, as if it had just been printed. */
     int rc = sbx_buf_append(&c->out, src->snap->out.data, src->snap->out.len);
     if (rc == 0)
@@ -314,8 +316,9 @@ void sbx_snapshot_step_done(struct server *s, struct child *c, const struct sbx_
     char answer = SBX_CMD_CONTINUE;
     struct child *b = NULL;
     if (sbx_snapshots_on(s) && c->notified && c->killed == KILL_NONE && !c->out.truncated &&
-        !c->err.truncated && c->steps_done < r->hdr.n_steps && room_for_one(s)) {
-        struct snapshot *snap = snapshot_new(r, c->steps_done, r->step_end[c->steps_done - 1]);
+        !c->err.truncated && c->steps_done <= r->hdr.snap_at && c->steps_done < r->hdr.n_steps &&
+        room_for_one(s)) {
+        struct snapshot *snap = snapshot_new(r, c->steps_done);
         if (snap && !held(s, snap) && (b = new_record(s, ROLE_SNAPSHOT, false))) {
             b->snap = snap;
             snap->wall_s = c->prefix_wall + (sbx_now() - c->started);
@@ -406,9 +409,9 @@ bool sbx_snapshot_keep(struct server *s, struct child *c)
 {
     struct request *r = c->req;
     if (!sbx_snapshots_on(s) || !c->notified || !r || !r->hdr.n_steps || c->pid <= 0 ||
-        c->job_fd < 0 || c->steps_done != r->hdr.n_steps)
+        c->job_fd < 0 || c->steps_done != r->hdr.n_steps || !(r->hdr.flags & SBX_FLAG_KEEP_END))
         return false;
-    struct snapshot *snap = snapshot_new(r, r->hdr.n_steps, r->hdr.code_len);
+    struct snapshot *snap = snapshot_new(r, r->hdr.n_steps);
     if (!snap || held(s, snap)) {
         sbx_snapshot_free(snap);
         return false;

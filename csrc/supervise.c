@@ -34,8 +34,52 @@ void sbx_request_free(struct request *r)
     if (r) {
         free(r->code);
         free(r->step_end);
+        free(r->key);
+        free(r->key_end);
         free(r);
     }
+}
+
+static bool trailing_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+/* The snapshot key of a program of steps (see struct request). */
+static int key_steps(struct request *r)
+{
+    uint32_t n = r->hdr.n_steps;
+    /* Each record grows by 4 bytes: a first line instead of nothing. */
+    r->key = malloc(r->hdr.code_len + (size_t)n * 4);
+    r->key_end = malloc(n * sizeof *r->key_end);
+    if (!r->key || !r->key_end)
+        return -ENOMEM;
+    size_t pos = 0, out = 0;
+    uint32_t line = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *text = r->code + pos + 4;
+        uint32_t len = r->step_end[i] - (uint32_t)pos - 4, kept = len;
+        while (kept > 0 && trailing_space(text[kept - 1]))
+            kept--;
+        memcpy(r->key + out, &line, 4);
+        memcpy(r->key + out + 4, &kept, 4);
+        memcpy(r->key + out + 8, text, kept);
+        out += 8 + kept;
+        r->key_end[i] = (uint32_t)out;
+        line += 1;
+        for (uint32_t j = 0; j < len; j++)
+            line += text[j] == '\n';
+        pos = r->step_end[i];
+    }
+    return 0;
+}
+
+/* The line a program's step starts on, counted from 0 (see key_steps). */
+uint32_t sbx_step_first_line(const struct request *r, uint32_t step)
+{
+    uint32_t line;
+    memcpy(&line, r->key + (step ? r->key_end[step - 1] : 0), 4);
+    return line;
 }
 
 /* Index the step records of a program of steps; -EPROTO if they do not fill
@@ -58,7 +102,7 @@ static int index_steps(struct request *r)
         pos += sizeof len + len;
         r->step_end[i] = (uint32_t)pos;
     }
-    return pos == r->hdr.code_len ? 0 : -EPROTO;
+    return pos == r->hdr.code_len ? key_steps(r) : -EPROTO;
 }
 
 static void child_free(struct child *c)
@@ -128,7 +172,7 @@ static int parse_requests(struct server *s)
         memcpy(code, s->inbuf.data + sizeof hdr, hdr.code_len);
         code[hdr.code_len] = '\0';
         r->hdr = hdr;
-        r->hdr.first_step = 0;
+        r->hdr.first_step = r->hdr.first_line = 0;
         r->code = code;
         int rc = index_steps(r);
         if (rc < 0) {

@@ -31,6 +31,7 @@ cdef extern from "protocol.h" nogil:
         uint32_t code_len
         uint32_t n_steps
         uint32_t first_step
+        uint32_t first_line
 
     enum:
         SBX_END_CLEAN

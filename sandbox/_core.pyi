@@ -7,7 +7,7 @@ END_UNSPLIT: int
 FILTERS: dict[str, int]
 
 # A job: (payload, steps in it, steps its snapshot already ran).
-Job = tuple[bytes, int, int]
+Job = tuple[bytes, int, int, int]  # payload, n_steps, first_step, first_line
 
 def receive() -> Job | None: ...
 def step_done(cpu_s: float, peak_rss_kb: int, private_kb: int) -> Job | None: ...

@@ -52,18 +52,19 @@ cdef void _after_fork_parent() noexcept:
 
 
 cdef object _job(char *code, sbx_request *job):
-    """A job as (payload, steps in it, steps its snapshot already ran)."""
+    """A job as (payload, steps in it, steps its snapshot already ran, lines
+    of the program before its first step)."""
     if code == NULL:
         return None
     try:
-        return PyBytes_FromStringAndSize(code, job.code_len), job.n_steps, job.first_step
+        return PyBytes_FromStringAndSize(code, job.code_len), job.n_steps, job.first_step, job.first_line
     finally:
         free(code)
 
 
 def receive():
     """In a spare: wait for the program, apply its rlimits and the seccomp
-    filter, and return it as (payload, n_steps, first_step); n_steps is 0 for
+    filter, and return it as (payload, n_steps, first_step, first_line); n_steps is 0 for
     a program given as one source. Exits the process if the zygote retires it."""
     cdef sbx_request job
     cdef char *code

@@ -10,12 +10,13 @@ from sandbox._types import Limits, Result, Status
 REQUEST_MAGIC = 0x53425831
 ALLOW_THREADS = 1
 RELEASE_PREFIX = 2
+KEEP_END = 4
 FRAME_RESULT = 1
 FRAME_DEMOTED = 2
 
 # struct sbx_request: magic, code_len, id, wall_s, cpu_s, memory_bytes, output_bytes, flags,
-# n_steps, first_step
-REQUEST = struct.Struct("<IIQddQQIII")
+# n_steps, first_step, snap_at, first_line
+REQUEST = struct.Struct("<IIQddQQIIIII")
 STEP_LENGTH = struct.Struct("<I")
 # struct sbx_response: kind, status, id, wall_s, cpu_s, peak_rss_mb, exit_code,
 # term_signal, truncated, stdout_len, stderr_len, error_len, snapshot_steps,
@@ -31,10 +32,17 @@ def encode_steps(steps: list[bytes]) -> bytes:
 
 
 def encode_request(
-    request_id: int, code: bytes, limits: Limits, n_steps: int = 0, release_prefix: bool = False
+    request_id: int,
+    code: bytes,
+    limits: Limits,
+    n_steps: int = 0,
+    release_prefix: bool = False,
+    keep_end: bool = False,
+    snap_at: int = 0,
 ) -> bytes:
     """`code` is one program's source, or (n_steps > 0) encode_steps' payload;
-    `release_prefix`: see SBX_FLAG_RELEASE_PREFIX in csrc/protocol.h."""
+    `release_prefix`, `keep_end`, `snap_at`: see SBX_FLAG_RELEASE_PREFIX,
+    SBX_FLAG_KEEP_END and sbx_request.snap_at in csrc/protocol.h."""
     header = REQUEST.pack(
         REQUEST_MAGIC,
         len(code),
@@ -43,8 +51,12 @@ def encode_request(
         float(limits.cpu_s),
         int(limits.memory_mb) * 1024 * 1024,
         int(limits.output_bytes),
-        (ALLOW_THREADS if limits.allow_threads else 0) | (RELEASE_PREFIX if release_prefix else 0),
+        (ALLOW_THREADS if limits.allow_threads else 0)
+        | (RELEASE_PREFIX if release_prefix else 0)
+        | (KEEP_END if keep_end else 0),
         n_steps,
+        0,
+        snap_at,
         0,
     )
     return header + code

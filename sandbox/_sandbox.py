@@ -57,6 +57,26 @@ from fractions import Fraction; str(Fraction(1, 3) + 1)
 
 SLACK_S = 10.0  # a zygote silent this long past every deadline is considered hung
 AFFINITY_ENTRIES = 100_000  # prefixes remembered with the zygote that ran them
+# Ends of programs kept as snapshots without being asked: only while at least
+# this share of the last REUSE_WINDOW programs of steps extended a program of
+# an earlier call (a tree search: nearly all; independent programs: none).
+REUSE_WINDOW = 64
+REUSE_SHARE = 0.125
+TRAILING_SPACE = " \t\r\n"
+
+StepKey = tuple[tuple[int, str], ...]
+
+
+def step_key(steps: Sequence[str]) -> StepKey:
+    """Steps as prefix snapshots are keyed (csrc/supervise.c: key_steps): each
+    step's first line in the joined program and its text without trailing
+    whitespace, so that steps differing only in trailing blank lines or spaces
+    share a snapshot when line numbers stay the same."""
+    key, line = [], 0
+    for step in steps:
+        key.append((line, step.rstrip(TRAILING_SPACE)))
+        line += step.count("\n") + 1
+    return tuple(key)
 
 
 @dataclass
@@ -64,10 +84,15 @@ class _Job:
     """One program of a batch, encoded."""
 
     index: int
-    code: bytes
-    steps: tuple[str, ...] | None  # None: sent as one source
+    code: bytes  # the source, or the steps' payload
+    steps: StepKey | None  # None: a program given as one source
+    texts: tuple[str, ...] = ()  # the steps as given
+    as_steps: bool = True  # False: no snapshot can serve it, so it runs as its joined source
     parent: int | None = None  # the batch's program whose steps are the longest prefix of ours
     release: bool = False  # the last of the batch to run from its prefix's snapshot
+    keep_end: bool = False  # keep its end state: a later program is likely to extend it
+    snap_at: int = 0  # keep the state after this many steps: other programs share that prefix
+    shares_prefix: bool = False  # with another program of the batch, which may leave a snapshot of it
 
 
 class Sandbox:
@@ -132,7 +157,9 @@ class Sandbox:
             "snapshot_memory_mb": math.ceil(snapshot_memory_mb / workers),
             **self.isolation.as_config(),
         }
-        self._affinity: OrderedDict[tuple[Limits, tuple[str, ...]], int] = OrderedDict()
+        self._affinity: OrderedDict[tuple[Limits, StepKey], int] = OrderedDict()
+        self._ended: OrderedDict[tuple[Limits, StepKey], None] = OrderedDict()  # programs of earlier calls
+        self._extended: deque[bool] = deque(maxlen=REUSE_WINDOW)  # did they extend one?
         self._start_timeout_s = start_timeout_s
         self._slots = slots
         self._ids = itertools.count(1)
@@ -166,11 +193,18 @@ class Sandbox:
         steps are its longest prefix. Bad input gives a `sandbox_error`
         result, never an exception.
 
+        A program's end state is kept for later calls while recent calls
+        extended programs of earlier ones (as a tree search does), and the
+        state after a prefix that several programs of the batch share is kept
+        for them; a batch whose prefixes are never reused pays for no
+        snapshot. Steps that differ only in trailing whitespace match when
+        they start on the same line of the joined program.
+
         With `release_prefixes`, the last program of the batch that extends a
         prefix by one step runs in that prefix's snapshot itself rather than a
         fork of it, and the prefix is not kept: a tree search does not come
-        back to a node once its children ran. Pass False to keep every prefix
-        for later calls.
+        back to a node once its children ran. Pass False to keep every
+        program's end state for later calls.
         """
         limits = limits or self.limits
         results: list[Result | None] = [None] * len(programs)
@@ -181,8 +215,13 @@ class Sandbox:
                 results[i] = job
             else:
                 jobs.append(job)
-        _link_prefixes(jobs, release_prefixes)
         with self._lock:
+            keep_ends = not release_prefixes or self._reusing(jobs, limits)
+            _link_prefixes(jobs, release_prefixes, keep_ends)
+            for job in jobs:
+                if job.steps and not (job.keep_end or job.shares_prefix or job.parent is not None):
+                    # Steps one by one cost a round trip each: only worth it from a snapshot.
+                    job.as_steps = self._may_hold_a_prefix(job, limits)
             if not self._finalizer.alive:
                 raise RuntimeError("Sandbox is closed")
             try:
@@ -233,7 +272,21 @@ class Sandbox:
         if not steps or limits.allow_threads or not self.snapshots_active:
             return _Job(index, "\n".join(steps).encode("utf-8", "surrogatepass"), None)
         code = encode_steps([s.encode("utf-8", "surrogatepass") for s in steps])
-        return _Job(index, code, steps)
+        return _Job(index, code, step_key(steps), steps)
+
+    def _may_hold_a_prefix(self, job: _Job, limits: Limits) -> bool:
+        assert job.steps
+        return any((limits, job.steps[:k]) in self._affinity for k in range(1, len(job.steps)))
+
+    def _reusing(self, jobs: list[_Job], limits: Limits) -> bool:
+        """Whether recent programs extended programs of earlier calls, this
+        batch's included (then its programs' ends are worth keeping)."""
+        for job in jobs:
+            if job.steps and len(job.steps) > 1:
+                self._extended.append(
+                    any((limits, job.steps[:k]) in self._ended for k in range(len(job.steps) - 1, 0, -1))
+                )
+        return sum(self._extended) >= REUSE_SHARE * max(len(self._extended), 1) > 0
 
     def _worker_for(self, job: _Job, limits: Limits) -> Worker | None:
         """The zygote that holds the longest prefix of the job's steps (if it
@@ -248,12 +301,20 @@ class Sandbox:
         return w if w.load <= self._slots else None
 
     def _remember(self, job: _Job, result: Result, worker: int, limits: Limits) -> None:
-        """Which zygote may hold snapshots of this job's prefixes."""
+        """Which zygote may hold snapshots of this job's prefixes, and that a
+        later call's program may extend it."""
         if not job.steps:
             return
-        n = len(job.steps) if result.ok else len(job.steps) - 1
-        for k in range(1, n + 1):
-            key = (limits, job.steps[:k])
+        if result.ok:
+            self._ended[(limits, job.steps)] = None
+            self._ended.move_to_end((limits, job.steps))
+            if len(self._ended) > AFFINITY_ENTRIES:
+                self._ended.popitem(last=False)
+        kept = [job.steps[:k] for k in range(1, job.snap_at + 1)]
+        if job.keep_end and result.ok:
+            kept.append(job.steps)
+        for steps in kept:
+            key = (limits, steps)
             self._affinity[key] = worker
             self._affinity.move_to_end(key)
         while len(self._affinity) > AFFINITY_ENTRIES:
@@ -286,9 +347,13 @@ class Sandbox:
                         continue
                     w = chosen
                     request_id = next(self._ids)
-                    frame = encode_request(
-                        request_id, job.code, limits, len(job.steps) if job.steps else 0, job.release
-                    )
+                    if job.steps and job.as_steps:
+                        frame = encode_request(
+                            request_id, job.code, limits, len(job.steps), job.release, job.keep_end, job.snap_at
+                        )
+                    else:
+                        code = "\n".join(job.texts).encode("utf-8", "surrogatepass") if job.steps else job.code
+                        frame = encode_request(request_id, code, limits)
                     try:
                         w.send(request_id, job.index, frame)
                     except (BrokenPipeError, OSError):
@@ -335,26 +400,41 @@ class Sandbox:
             raise RuntimeError(f"sandbox: could not restart a zygote: {exc}") from exc
 
 
-def _link_prefixes(jobs: list[_Job], release: bool) -> None:
+def _link_prefixes(jobs: list[_Job], release: bool, keep_ends: bool) -> None:
     """Point each program of steps at the batch's program whose steps are its
-    longest proper prefix: it runs after that one, from its snapshot. With
-    `release`, mark the last program (in the order they are sent) to run from
-    each prefix, when it extends that prefix by one step."""
-    by_steps: dict[tuple[str, ...], int] = {}
+    longest proper prefix: it runs after that one, from its snapshot, so that
+    one keeps its end. With `release`, mark the last program (in the order
+    they are sent) to run from each prefix, when it extends that prefix by one
+    step. A prefix that several programs share but none is gets a snapshot
+    from the first of them; with `keep_ends`, every program keeps its end."""
+    by_steps: dict[StepKey, _Job] = {}
+    sharing: dict[StepKey, int] = {}
     for job in jobs:
         if job.steps:
-            by_steps.setdefault(job.steps, job.index)
-    last_from: dict[tuple[str, ...], _Job] = {}
+            by_steps.setdefault(job.steps, job)
+            job.keep_end = keep_ends
+            for k in range(1, len(job.steps)):
+                sharing[job.steps[:k]] = sharing.get(job.steps[:k], 0) + 1
+    last_from: dict[StepKey, _Job] = {}
+    first_sharer: set[StepKey] = set()
     for job in jobs:
         if not job.steps or len(job.steps) < 2:
             continue
         source = job.steps[:-1]  # a prefix from an earlier batch, as a tree search has
+        shared_seen = False
         for k in range(len(job.steps) - 1, 0, -1):
-            parent = by_steps.get(job.steps[:k])
+            prefix = job.steps[:k]
+            parent = by_steps.get(prefix)
             if parent is not None:
-                job.parent = parent
-                source = job.steps[:k]
+                job.parent = parent.index
+                parent.keep_end = True
+                source = prefix
                 break
+            if sharing[prefix] > 1 and not shared_seen:
+                shared_seen = job.shares_prefix = True  # the longest shared prefix; one program keeps it
+                if prefix not in first_sharer:
+                    first_sharer.add(prefix)
+                    job.snap_at = k
         last_from[source] = job
     if release:
         for source, job in last_from.items():

@@ -123,7 +123,7 @@ class Steps:
     state after each as a snapshot. Lines are numbered as in the whole
     program, so tracebacks read the same as from scratch."""
 
-    lines_done = 0  # lines of the steps this process (and its snapshots) ran
+    lines_done = 0  # lines of the program before the next step to run
     # The warning filters before the program ran: the joined program is
     # compiled under them, before any step could change them.
     start_filters: tuple[Any, ...] = ()
@@ -177,7 +177,7 @@ def run_job(main: types.ModuleType, job: _core.Job | None) -> NoReturn:
     when it is kept as a snapshot. Never returns: the core ends the process
     when no job is left."""
     while job is not None:
-        payload, n_steps, first_step = job
+        payload, n_steps, first_step, Steps.lines_done = job
         if not n_steps:  # one program
             status, report = _exec(main, payload) or (0, b"")
             job = _finish(status, report)

@@ -39,7 +39,7 @@ def same(a, b) -> bool:
 
 def test_each_step_runs_once(snap):
     steps = [f"# Step {i}\nv{i} = {i} * 2\nprint('step', {i}, v{i})" for i in range(4)]
-    results = snap.run_batch([steps[:k] for k in range(1, 5)])
+    results = snap.run_batch([steps[:k] for k in range(1, 5)], release_prefixes=False)
     assert [r.snapshot_steps for r in results] == [0, 1, 2, 3]
     assert results[-1].stdout == "".join(f"step {i} {i * 2}\n" for i in range(4))
     later = snap.run(steps + ["print(v0 + v3)"])
@@ -62,6 +62,71 @@ def test_benchmark_workload_same_as_from_scratch(snap, fresh):
         else:
             assert same(a, b), (p.steps, a, b)
     assert endless  # the workload has some
+
+
+def unique_paths(n: int, depth: int = 4) -> list[list[str]]:
+    """Programs of steps that share no prefix with each other."""
+    return [[f"# path {i} step {k}\nv{k} = {i} + {k}\nprint(v{k})" for k in range(depth)] for i in range(n)]
+
+
+def test_programs_that_share_nothing_leave_no_snapshot():
+    with Sandbox(workers=2, limits=LIMITS) as box:
+        paths = unique_paths(48)
+        results = box.run_batch(paths[:24])
+        for i in range(24, 48, 6):  # and as calls, as a search would send them
+            results += box.run_batch(paths[i : i + 6])
+        assert all(r.ok and r.snapshot_steps == 0 for r in results)
+        assert box.snapshot_stats()["live"] == 0
+        # Once calls extend programs of earlier calls, ends are kept again.
+        chain = [f"c{k} = {k}\nprint('chain', {k})" for k in range(12)]
+        got = [box.run(chain[:k]) for k in range(1, 13)]
+        assert got[1].snapshot_steps == 0 and [r.snapshot_steps for r in got[-3:]] == [9, 10, 11]
+
+
+def test_shared_prefix_kept_once_for_the_batch():
+    """Siblings whose parent ran in no call: the first keeps their prefix
+    (every step of it, in case the last fails) for the others."""
+    with Sandbox(workers=1, limits=LIMITS, slots=1) as box:
+        base = ["p = 1\nprint('p')", "q = p + 1\nprint('q')"]
+        results = box.run_batch([base + [f"print(q * {i})"] for i in range(4)])
+        assert [r.stdout for r in results] == [f"p\nq\n{2 * i}\n" for i in range(4)]
+        # (a sibling may start before the second step's snapshot reported in)
+        assert results[0].snapshot_steps == 0 and results[-1].snapshot_steps == 2
+        failing = ["r = 3\nprint('r')", "1 / 0"]
+        results = box.run_batch([failing + [f"print({i})"] for i in range(3)])
+        assert all(r.status is Status.ERROR for r in results)
+        assert results[0].snapshot_steps == 0 and results[-1].snapshot_steps == 1
+
+
+@pytest.mark.parametrize(
+    "kept, extended",
+    [
+        # the end of a path without the newline the same step has inside a longer one
+        (["a = 1\n", "b = 2"], ["a = 1\n", "b = 2\n", "print(a + b)\n1 / 0"]),
+        # trailing spaces and blank lines after a step, lines unchanged before the next
+        (
+            ["x = 1", "def f():\n    return 1 / x_missing"],
+            ["x = 1   ", "def f():\n    return 1 / x_missing\n\n", "y = 2\t", "f()"],
+        ),
+    ],
+    ids=["last-step-newline", "trailing-blank-lines"],
+)
+def test_trailing_whitespace_variants_share_a_snapshot(snap, fresh, kept, extended):
+    snap.run(kept, release_prefixes=False)
+    got, want = snap.run(extended, release_prefixes=False), fresh.run(extended)
+    assert got.snapshot_steps == len(kept)
+    assert same(got, want) and got.status is Status.ERROR, (got, want)
+    assert 'File "<program>", line' in got.stderr
+
+
+def test_steps_that_start_on_other_lines_do_not_share_a_snapshot(snap, fresh):
+    """A function defined after a blank line reports other line numbers: its
+    prefix's snapshot is not the same state."""
+    snap.run(["z = 0", "def g():\n    return 1 / z"], release_prefixes=False)
+    program = ["z = 0\n", "def g():\n    return 1 / z", "g()"]
+    got, want = snap.run(program), fresh.run(program)
+    assert got.snapshot_steps <= 1 and same(got, want), (got, want)
+    assert "line 4, in g" in got.stderr
 
 
 def random_step(rng: random.Random, depth: int) -> str:
@@ -130,10 +195,10 @@ def test_random_trees_under_pressure_same_as_from_scratch(fresh):
 
 def test_steps_that_only_parse_together(snap):
     assert snap.run(["for i in range(2):", "    print(i)"]).stdout == "0\n1\n"
-    snap.run(["x = 1"])
+    snap.run(["x = 1"], release_prefixes=False)
     r = snap.run(["x = 1", "if x:", "    print('yes')"])  # rerun from scratch, whole
     assert (r.status, r.stdout, r.snapshot_steps) == (Status.OK, "yes\n", 0)
-    snap.run(["print('a')"])
+    snap.run(["print('a')"], release_prefixes=False)
     r = snap.run(["print('a')", "y = ("])  # from scratch, nothing runs
     assert (r.status, r.stdout) == (Status.ERROR, "") and "SyntaxError" in r.error
 
@@ -149,7 +214,7 @@ WARNING_PATHS = [
 
 @pytest.mark.parametrize("path", WARNING_PATHS)
 def test_compile_time_warnings_as_from_scratch(snap, fresh, path):
-    snap.run(path[:1])
+    snap.run(path[:1], release_prefixes=False)
     a, b = snap.run(path), fresh.run(path)
     assert same(a, b), (a, b)
     assert "SyntaxWarning" in a.stderr or "IndentationError" in a.error
@@ -158,7 +223,7 @@ def test_compile_time_warnings_as_from_scratch(snap, fresh, path):
 def test_time_limits_count_the_prefix(snap):
     limits = Limits(wall_s=1.0, cpu_s=5.0)
     first = ["import time\ntime.sleep(0.6)"]
-    assert snap.run(first, limits).ok
+    assert snap.run(first, limits, release_prefixes=False).ok
     r = snap.run(first + ["time.sleep(0.6)"], limits)
     assert r.snapshot_steps == 1 and r.status is Status.TIMEOUT
 
@@ -176,7 +241,7 @@ def test_cpu_limit_counts_the_prefix(snap):
     light = "print(os.getpid() == pid)"
     heavy = "print(os.getpid() == pid, flush=True)\n" + BURN.format(1.9)
     for order in ((heavy, light), (light, heavy)):
-        assert snap.run(prefix, limits).ok
+        assert snap.run(prefix, limits, release_prefixes=False).ok
         forked, in_place = snap.run_batch([prefix + [order[0]], prefix + [order[1]]], limits)
         assert forked.snapshot_steps == in_place.snapshot_steps == 1
         assert forked.stdout == "False\n" and in_place.stdout == "True\n"
@@ -190,11 +255,11 @@ def test_cpu_limit_counts_the_prefix(snap):
 def test_the_last_program_of_a_prefix_runs_in_its_process(snap):
     base = ["import os\npid = os.getpid()"]
     children = [base + [f"print({i}, os.getpid() == pid)"] for i in range(3)]
-    snap.run(base)
+    snap.run(base, release_prefixes=False)
     results = snap.run_batch(children)
     assert [r.stdout for r in results] == ["0 False\n", "1 False\n", "2 True\n"]
     assert snap.run(base + ["print(3)"]).snapshot_steps == 0  # the prefix is gone
-    snap.run(base)
+    snap.run(base, release_prefixes=False)
     results = snap.run_batch(children, release_prefixes=False)
     assert [r.stdout for r in results] == ["0 False\n", "1 False\n", "2 False\n"]
     assert snap.run(base + ["print(3)"], release_prefixes=False).snapshot_steps == 1
@@ -202,7 +267,7 @@ def test_the_last_program_of_a_prefix_runs_in_its_process(snap):
 
 def test_siblings_share_nothing(snap):
     base = ["state = [1]\nprint('base')"]
-    snap.run(base)
+    snap.run(base, release_prefixes=False)
     results = snap.run_batch([base + ["state.append(2)\nprint(state)"], base + ["print(state)"]] * 3)
     assert all(r.snapshot_steps == 1 for r in results)
     assert [r.stdout for r in results[:2]] == ["base\n[1, 2]\n", "base\n[1]\n"]
@@ -248,7 +313,7 @@ if _core.syscall_number("vfork") >= 0:  # aarch64 has none
 def test_no_process_creation_from_a_snapshot(snap, attack, release):
     code, refused = ATTACKS[attack]
     base = [f"# prefix for {attack}\nready = True"]
-    snap.run(base)
+    snap.run(base, release_prefixes=False)
     r = snap.run(base + [code], release_prefixes=release)
     assert r.snapshot_steps == 1
     assert r.status is Status.ERROR and refused in r.error, r
@@ -292,13 +357,13 @@ def test_signals_to_itself_from_a_snapshot(snap, release):
     """A process forked from a snapshot has another pid than the snapshot whose
     filter it inherits: the zygote checks its signals against its own pid."""
     base = [f"# prefix for signals, release={release}\nready = True"]
-    snap.run(base)
+    snap.run(base, release_prefixes=False)
     for name in sorted(SELF_SIGNALS):
         code, status, expected = SELF_SIGNALS[name]
         r = snap.run(base + [code], release_prefixes=release)
         assert r.snapshot_steps == 1, (name, r)
         check_self_signal(r, status, expected)
-        snap.run(base)  # in place, the snapshot was used up
+        snap.run(base, release_prefixes=False)  # in place, the snapshot was used up
 
 
 def test_limits_stay_put_in_a_process_from_a_snapshot(snap):
@@ -306,7 +371,7 @@ def test_limits_stay_put_in_a_process_from_a_snapshot(snap):
     its program has left), but never raise a hard limit, touch another
     limit, or another process's."""
     zygote = snap.info[0]["pid"]
-    snap.run(["import resource"])
+    snap.run(["import resource"], release_prefixes=False)
     code = (
         "out = []\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
