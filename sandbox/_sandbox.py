@@ -17,10 +17,12 @@ from typing import Any
 
 from sandbox import _isolation
 from sandbox._protocol import encode_request, encode_steps
+from sandbox._stream import Answers, Done, Inbox, Submission
 from sandbox._types import Limits, Result
 from sandbox._worker import STARTUP_ONLY_ENV, Worker, WorkerStartError
 
 Program = str | Sequence[str]
+Results = list[Result | None] | Answers  # where the dispatcher writes results, by index
 
 DEFAULT_PRELOAD = (
     "math",
@@ -84,6 +86,7 @@ class _Job:
     """One program of a batch, encoded."""
 
     index: int
+    limits: Limits
     code: bytes  # the source, or the steps' payload
     steps: StepKey | None  # None: a program given as one source
     texts: tuple[str, ...] = ()  # the steps as given
@@ -164,6 +167,9 @@ class Sandbox:
         self._slots = slots
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._inbox: Inbox | None = None  # submit(): the dispatch thread's
+        self._stream_thread: threading.Thread | None = None
+        self._stream_start = threading.Lock()
         self._workers = [Worker(self._config, start_timeout_s) for _ in range(workers)]
         self._finalizer = weakref.finalize(self, _stop_all, self._workers)
         self.restarts = 0
@@ -207,25 +213,26 @@ class Sandbox:
         program's end state for later calls.
         """
         limits = limits or self.limits
+        if self._stream_thread is not None:  # the dispatch thread owns the zygotes
+            answered: list[list[Result]] = []
+            event = threading.Event()
+
+            def done(results: list[Result]) -> None:
+                answered.append(results)
+                event.set()
+
+            self.submit(programs, done, limits, release_prefixes)
+            event.wait()
+            return answered[0]
         results: list[Result | None] = [None] * len(programs)
-        jobs = []
-        for i, program in enumerate(programs):
-            job = self._encode(i, program, limits)
-            if isinstance(job, Result):
-                results[i] = job
-            else:
-                jobs.append(job)
         with self._lock:
-            keep_ends = not release_prefixes or self._reusing(jobs, limits)
-            _link_prefixes(jobs, release_prefixes, keep_ends)
-            for job in jobs:
-                if job.steps and not (job.keep_end or job.shares_prefix or job.parent is not None):
-                    # Steps one by one cost a round trip each: only worth it from a snapshot.
-                    job.as_steps = self._may_hold_a_prefix(job, limits)
             if not self._finalizer.alive:
                 raise RuntimeError("Sandbox is closed")
+            jobs, early = self._plan(programs, limits, release_prefixes, 0)
+            for i, result in early.items():
+                results[i] = result
             try:
-                self._dispatch(jobs, results, limits)
+                self._dispatch(jobs, results)
             except BaseException:
                 # Interrupted mid-batch: programs still in flight must not
                 # leak into the next batch, so their zygotes start afresh.
@@ -234,6 +241,60 @@ class Sandbox:
                         self._restart(w, results, "interrupted")
                 raise
         return results  # type: ignore[return-value]
+
+    def submit(
+        self, programs: Sequence[Program], done: Done, limits: Limits | None = None, release_prefixes: bool = True
+    ) -> None:
+        """Run the programs as `run_batch` does, without waiting: `done` is
+        called with their results, in input order, once all have ended. It
+        runs on the sandbox's dispatch thread (started by the first call),
+        so it must be quick (hand the results over, as
+        `loop.call_soon_threadsafe` does). Batches submitted while others run
+        join them at once: a slow program holds back no other batch's
+        answer. While that thread runs, `run_batch` goes through it too."""
+        with self._stream_start:
+            if not self._finalizer.alive:
+                raise RuntimeError("Sandbox is closed")
+            if self._inbox is None:
+                self._inbox = Inbox()
+                self._stream_thread = threading.Thread(
+                    target=self._serve_inbox, args=(self._inbox,), name="sandbox-dispatch", daemon=True
+                )
+                self._stream_thread.start()
+        self._inbox.put(Submission(list(programs), limits or self.limits, release_prefixes, done))
+
+    def _serve_inbox(self, inbox: Inbox) -> None:
+        answers = Answers()
+        with self._lock:
+            try:
+                self._dispatch([], answers, inbox)
+            except BaseException as exc:
+                inbox.close()
+                answers.fail_all(f"sandbox: the dispatch thread stopped: {exc}")
+                for sub in inbox.take():
+                    answers.add(sub)
+                    answers.fail_all("sandbox: the dispatch thread stopped")
+                raise
+
+    def _plan(
+        self, programs: Sequence[Program], limits: Limits, release_prefixes: bool, first_index: int
+    ) -> tuple[list[_Job], dict[int, Result]]:
+        """The batch's jobs, linked and marked for snapshots, and the results
+        of programs that are bad input. Indices start at `first_index`."""
+        jobs, early = [], {}
+        for i, program in enumerate(programs, first_index):
+            job = self._encode(i, program, limits)
+            if isinstance(job, Result):
+                early[i] = job
+            else:
+                jobs.append(job)
+        keep_ends = not release_prefixes or self._reusing(jobs, limits)
+        _link_prefixes(jobs, release_prefixes, keep_ends)
+        for job in jobs:
+            if job.steps and not (job.keep_end or job.shares_prefix or job.parent is not None):
+                # Steps one by one cost a round trip each: only worth it from a snapshot.
+                job.as_steps = self._may_hold_a_prefix(job, limits)
+        return jobs, early
 
     @property
     def snapshots_active(self) -> bool:
@@ -248,7 +309,14 @@ class Sandbox:
         }
 
     def close(self) -> None:
-        """Stop every zygote; no process of this sandbox survives it."""
+        """Stop every zygote; no process of this sandbox survives it. Batches
+        submitted before are answered first."""
+        with self._stream_start:
+            inbox, thread = self._inbox, self._stream_thread
+        if inbox is not None and thread is not None:
+            inbox.close()
+            if thread is not threading.current_thread():
+                thread.join()
         self._finalizer()
 
     def __enter__(self) -> Sandbox:
@@ -265,14 +333,14 @@ class Sandbox:
     # -- dispatch --------------------------------------------------------
     def _encode(self, index: int, program: object, limits: Limits) -> _Job | Result:
         if isinstance(program, str):
-            return _Job(index, program.encode("utf-8", "surrogatepass"), None)
+            return _Job(index, limits, program.encode("utf-8", "surrogatepass"), None)
         if not (isinstance(program, Sequence) and all(isinstance(s, str) for s in program)):
             return Result.sandbox_error(f"a program must be a str or a sequence of str, not {type(program).__name__}")
         steps = tuple(program)
         if not steps or limits.allow_threads or not self.snapshots_active:
-            return _Job(index, "\n".join(steps).encode("utf-8", "surrogatepass"), None)
+            return _Job(index, limits, "\n".join(steps).encode("utf-8", "surrogatepass"), None)
         code = encode_steps([s.encode("utf-8", "surrogatepass") for s in steps])
-        return _Job(index, code, step_key(steps), steps)
+        return _Job(index, limits, code, step_key(steps), steps)
 
     def _may_hold_a_prefix(self, job: _Job, limits: Limits) -> bool:
         assert job.steps
@@ -288,23 +356,24 @@ class Sandbox:
                 )
         return sum(self._extended) >= REUSE_SHARE * max(len(self._extended), 1) > 0
 
-    def _worker_for(self, job: _Job, limits: Limits) -> Worker | None:
+    def _worker_for(self, job: _Job) -> Worker | None:
         """The zygote that holds the longest prefix of the job's steps (if it
         has room), else the least loaded one with room; None: wait."""
         if job.steps:
             for k in range(len(job.steps) - 1, 0, -1):
-                at = self._affinity.get((limits, job.steps[:k]))
+                at = self._affinity.get((job.limits, job.steps[:k]))
                 if at is not None:
                     w = self._workers[at]
                     return w if w.load <= self._slots else None
         w = min(self._workers, key=lambda w: w.load)
         return w if w.load <= self._slots else None
 
-    def _remember(self, job: _Job, result: Result, worker: int, limits: Limits) -> None:
+    def _remember(self, job: _Job, result: Result, worker: int) -> None:
         """Which zygote may hold snapshots of this job's prefixes, and that a
         later call's program may extend it."""
         if not job.steps:
             return
+        limits = job.limits
         if result.ok:
             self._ended[(limits, job.steps)] = None
             self._ended.move_to_end((limits, job.steps))
@@ -320,56 +389,79 @@ class Sandbox:
         while len(self._affinity) > AFFINITY_ENTRIES:
             self._affinity.popitem(last=False)
 
-    def _dispatch(self, jobs: list[_Job], results: list[Result | None], limits: Limits) -> None:
-        patience = limits.wall_s + SLACK_S
-        by_index = {job.index: job for job in jobs}
+    def _dispatch(self, jobs: list[_Job], results: Results, inbox: Inbox | None = None) -> None:
+        """Run the jobs, writing each result into `results` by index. With an
+        inbox, also take in the batches submitted to it as they arrive, until
+        it is closed and nothing is left."""
+        patience = max((job.limits.wall_s for job in jobs), default=0.0) + SLACK_S
+        by_index: dict[int, _Job] = {}
         waiting: dict[int, list[_Job]] = {}
         ready: deque[_Job] = deque()
-        for job in jobs:
-            if job.parent is None:
-                ready.append(job)
-            else:
-                waiting.setdefault(job.parent, []).append(job)
+        next_index = 0
+
+        def admit(batch: list[_Job]) -> None:
+            for job in batch:
+                by_index[job.index] = job
+                if job.parent is None:
+                    ready.append(job)
+                else:
+                    waiting.setdefault(job.parent, []).append(job)
+
+        def take_in(box: Inbox) -> None:
+            nonlocal next_index, patience
+            assert isinstance(results, Answers)
+            for sub in box.take():
+                sub.first_index = next_index
+                next_index += len(sub.programs)
+                patience = max(patience, sub.limits.wall_s + SLACK_S)
+                batch, early = self._plan(sub.programs, sub.limits, sub.release_prefixes, sub.first_index)
+                admit(batch)
+                results.add(sub)
+                for i, result in early.items():
+                    results[i] = result
+
+        admit(jobs)
         with selectors.DefaultSelector() as sel:
             for w in self._workers:
                 if not w.alive:
                     self._restart(w, results, "zygote exited")
                 sel.register(w.fileno(), selectors.EVENT_READ, w)
+            if inbox is not None:
+                sel.register(inbox.fileno(), selectors.EVENT_READ, inbox)
+                take_in(inbox)
             last_progress = time.monotonic()
-            while ready or any(w.in_flight for w in self._workers):
+            while ready or any(w.in_flight for w in self._workers) or (inbox is not None and inbox.open):
                 # One request beyond the slots hides the round trip.
                 held_back: deque[_Job] = deque()
                 while ready:
                     job = ready.popleft()
-                    chosen = self._worker_for(job, limits)
+                    chosen = self._worker_for(job)
                     if chosen is None:
                         held_back.append(job)
                         continue
                     w = chosen
                     request_id = next(self._ids)
-                    if job.steps and job.as_steps:
-                        frame = encode_request(
-                            request_id, job.code, limits, len(job.steps), job.release, job.keep_end, job.snap_at
-                        )
-                    else:
-                        code = "\n".join(job.texts).encode("utf-8", "surrogatepass") if job.steps else job.code
-                        frame = encode_request(request_id, code, limits)
                     try:
-                        w.send(request_id, job.index, frame)
+                        w.send(request_id, job.index, _frame(request_id, job))
                     except (BrokenPipeError, OSError):
                         self._replace(sel, w, results, "zygote exited")
                 ready = held_back
                 for key, _ in sel.select(timeout=1.0):
+                    if key.data is inbox:
+                        take_in(inbox)
+                        continue
                     w = key.data
                     if w.read():
                         for index, result in w.frames():
                             results[index] = result
-                            self._remember(by_index[index], result, self._workers.index(w), limits)
+                            self._remember(by_index.pop(index), result, self._workers.index(w))
                             ready.extend(waiting.pop(index, ()))
                         last_progress = time.monotonic()
                     else:
                         self._replace(sel, w, results, "zygote exited")
-                if time.monotonic() - last_progress > patience:
+                if not any(w.in_flight for w in self._workers):
+                    last_progress = time.monotonic()  # idle, waiting for submissions
+                elif time.monotonic() - last_progress > patience:
                     for w in self._workers:
                         if w.in_flight:
                             self._replace(sel, w, results, "zygote stopped answering")
@@ -378,13 +470,16 @@ class Sandbox:
                 # replaced) run without waiting for it.
                 for index in [i for i in waiting if results[i] is not None]:
                     ready.extend(waiting.pop(index))
+                    by_index.pop(index, None)
+            if inbox is not None:
+                inbox.release()
 
-    def _replace(self, sel: selectors.BaseSelector, w: Worker, results: list[Result | None], why: str) -> None:
+    def _replace(self, sel: selectors.BaseSelector, w: Worker, results: Results, why: str) -> None:
         sel.unregister(w.fileno())
         self._restart(w, results, why)
         sel.register(w.fileno(), selectors.EVENT_READ, w)
 
-    def _restart(self, w: Worker, results: list[Result | None], why: str) -> None:
+    def _restart(self, w: Worker, results: Results, why: str) -> None:
         log = w.stop()
         message = f"sandbox: {why}" + (f": {log.splitlines()[-1]}" if log else "")
         for index in w.in_flight.values():
@@ -398,6 +493,13 @@ class Sandbox:
             w.wait_ready()
         except WorkerStartError as exc:
             raise RuntimeError(f"sandbox: could not restart a zygote: {exc}") from exc
+
+
+def _frame(request_id: int, job: _Job) -> bytes:
+    if job.steps and job.as_steps:
+        return encode_request(request_id, job.code, job.limits, len(job.steps), job.release, job.keep_end, job.snap_at)
+    code = "\n".join(job.texts).encode("utf-8", "surrogatepass") if job.steps else job.code
+    return encode_request(request_id, code, job.limits)
 
 
 def _link_prefixes(jobs: list[_Job], release: bool, keep_ends: bool) -> None:

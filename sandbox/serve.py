@@ -6,14 +6,15 @@ batch endpoint of our own and a health check.
 Clients of SandboxFusion (its `sandbox-fusion` package, verl's reward
 functions, ...) switch by pointing their endpoint here. Every program runs
 under the sandbox's full isolation and the server's limits: a request may
-lower them, never raise them. Requests that arrive together run as one batch
-(see _batcher.py). A token, when set, is read from `Authorization: Bearer
+lower them, never raise them. Each request's programs join the sandbox's
+running batch as they arrive (`Sandbox.submit`, see _bridge.py). A token, when set, is read from `Authorization: Bearer
 TOKEN` or from the path (`/t/TOKEN/run_code`, for clients that send no
 headers: give them `http://HOST:PORT/t/TOKEN` as the endpoint).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -27,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox._batcher import Batcher, Busy, Runner
+from sandbox._bridge import AsyncRunner, Busy, Runner
 from sandbox._sandbox import Program, Sandbox
 from sandbox._types import Limits, Result, Status
 
@@ -158,19 +159,16 @@ def build_app(config: ServeConfig, runner_factory: Callable[[], Runner] | None =
     """The ASGI app. The sandbox (or what `runner_factory` makes) starts with
     the app (lifespan) and stops with it, after the requests in flight are
     answered."""
-    state: dict[str, Batcher] = {}
+    state: dict[str, AsyncRunner] = {}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         sandbox = (runner_factory or (lambda: Sandbox(workers=config.workers, limits=config.limits)))()
-        batcher = Batcher(sandbox, config.max_in_flight)
-        batcher.start()
-        state["batcher"] = batcher
+        state["runner"] = AsyncRunner(sandbox, config.max_in_flight)
         try:
             yield
         finally:
-            await batcher.stop()
-            sandbox.close()
+            await asyncio.to_thread(sandbox.close)
 
     async def read_json(request: Request) -> dict[str, Any]:
         declared = request.headers.get("content-length")
@@ -211,20 +209,18 @@ def build_app(config: ServeConfig, runner_factory: Callable[[], Runner] | None =
     async def run_code(request: Request) -> Response:
         code, limits = fusion_request(await read_json(request), config.limits)
         check_code_size([code])
-        [result] = await state["batcher"].run([code], limits)
+        [result] = await state["runner"].run([code], limits)
         return JSONResponse(fusion_response(result))
 
     async def run_batch(request: Request) -> Response:
         programs, limits = batch_request(await read_json(request), config.limits, config.max_batch)
         check_code_size(programs)
-        results = await state["batcher"].run(programs, limits)
+        results = await state["runner"].run(programs, limits)
         return JSONResponse({"results": [result_json(r) for r in results]})
 
     async def health(request: Request) -> Response:
-        batcher = state.get("batcher")
-        return JSONResponse(
-            {"status": "ok" if batcher else "starting", "in_flight": batcher.in_flight if batcher else 0}
-        )
+        runner = state.get("runner")
+        return JSONResponse({"status": "ok" if runner else "starting", "in_flight": runner.in_flight if runner else 0})
 
     routes = []
     for prefix in ("", "/t/{token}"):
