@@ -3,6 +3,14 @@ import pytest
 from sandbox import Limits, Sandbox
 
 
+@pytest.fixture(scope="session", autouse=True)
+def offline():
+    """Nothing in the tests may come from a model hub."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield
+
+
 @pytest.fixture(scope="session")
 def sb():
     """One sandbox for the whole session: 2 zygotes, short limits."""

@@ -3,7 +3,6 @@ the real sandbox, trees on disk, resume, bad input."""
 
 import importlib.util
 import json
-import os
 
 import pytest
 from typer.testing import CliRunner
@@ -145,7 +144,6 @@ def test_folder_of_another_config_is_refused(searched):
 
 
 def test_eval_greedy_with_the_default_model(tmp_path):
-    os.environ["HF_HUB_OFFLINE"] = "1"
     out = tmp_path / "eval"
     result = runner.invoke(
         app,

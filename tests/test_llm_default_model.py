@@ -4,17 +4,11 @@ import os
 
 import pytest
 
-STEP_PROMPT = (
-    "<|im_start|>user\nSolve with Python code, one step at a time.\n"
-    "Question: A box holds 12 pencils. How many pencils are in 5 boxes?<|im_end|>\n"
-    "<|im_start|>assistant\n<code>\n# Step 1: pencils per box\npencils_per_box = 12\n<end_of_step>\n\n"
-    "# Step 2:"
-)
+from tests.helpers import STEP_PROMPT
 
 
 @pytest.fixture(scope="module")
 def default_engine():
-    os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may come from a hub
     from rstar.llm import load_engine
 
     return load_engine("hf", model="default", threads=2)

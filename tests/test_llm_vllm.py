@@ -10,14 +10,13 @@ import pytest
 # that silently skipped it would prove nothing.
 pytestmark = pytest.mark.slow
 
-from tests.test_llm_default_model import STEP_PROMPT  # noqa: E402
+from tests.helpers import STEP_PROMPT  # noqa: E402
 
 STOP = ["<end_of_step>", "<end_of_code>"]
 
 
 @pytest.fixture(scope="module")
 def vllm_engine():
-    os.environ["HF_HUB_OFFLINE"] = "1"
     from rstar.llm import load_engine
 
     return load_engine("vllm", model="default", enforce_eager=True)

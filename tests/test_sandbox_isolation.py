@@ -10,6 +10,7 @@ import pytest
 
 from sandbox import Limits, Sandbox, Status, _core, _isolation
 from sandbox._worker import BASE_ENV
+from tests.helpers import SELF_SIGNALS, check_self_signal
 
 ISO = _isolation.decide()
 NR = _core.syscall_number
@@ -118,44 +119,6 @@ def test_cannot_signal_the_caller_or_others(sb):
     for pid in zygotes:
         os.kill(pid, 0)  # still alive
     assert sb.run("print('alive')").stdout == "alive\n"
-
-
-# A process signalling itself behaves as in plain Python; signals to anyone
-# else stay refused (test_cannot_signal_the_caller_or_others).
-SELF_SIGNALS = {
-    "raise(SIGSEGV)": ("import faulthandler; faulthandler._sigsegv()", Status.KILLED, "SIGSEGV"),
-    "abort": ("import os; os.abort()", Status.KILLED, "SIGABRT"),
-    "kill(getpid, SIGTERM)": ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", Status.KILLED, "SIGTERM"),
-    "handled raise": (
-        "import signal\nsignal.signal(signal.SIGUSR1, lambda s, f: print('handled', s))\n"
-        "signal.raise_signal(signal.SIGUSR1)\nprint('after')",
-        Status.OK,
-        "handled 10\nafter\n",
-    ),
-    "pause + alarm": (
-        "import signal\nsignal.signal(signal.SIGALRM, lambda s, f: print('alarm'))\n"
-        "signal.alarm(1)\nsignal.pause()\nprint('back')",
-        Status.OK,
-        "alarm\nback\n",
-    ),
-    "sigwait": (
-        "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])\n"
-        "signal.raise_signal(signal.SIGUSR2)\nprint(signal.sigwait([signal.SIGUSR2]))",
-        Status.OK,
-        "12\n",
-    ),
-    "pthread_kill(self)": (
-        "import signal, threading\nsignal.signal(signal.SIGUSR1, lambda s, f: print('got'))\n"
-        "signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)\nprint('after')",
-        Status.OK,
-        "got\nafter\n",
-    ),
-}
-
-
-def check_self_signal(r, status, expected):
-    assert r.status is status, r
-    assert (expected in r.error) if status is Status.KILLED else (r.stdout == expected), r
 
 
 @pytest.mark.parametrize("name", sorted(SELF_SIGNALS))

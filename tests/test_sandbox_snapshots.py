@@ -11,8 +11,7 @@ import time
 import pytest
 
 from sandbox import Limits, Sandbox, Status, _core
-from tests.test_sandbox_isolation import SELF_SIGNALS, check_self_signal
-from tests.test_sandbox_lifecycle import alive, descendants, wait_gone
+from tests.helpers import SELF_SIGNALS, alive, check_self_signal, descendants, wait_gone
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench"))
 from workload import make_workload, tree_order

@@ -15,7 +15,7 @@ import requests
 from sandbox_fusion import RunCodeRequest, run_code
 
 from sandbox.__main__ import SELF_TEST
-from tests.test_sandbox_lifecycle import descendants, wait_gone
+from tests.helpers import descendants, wait_gone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "test-token-0123456789abcdef"

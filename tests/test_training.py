@@ -178,9 +178,6 @@ def test_policy_sft_trains_lora_and_writes_loadable_models(tmp_path):
 @pytest.mark.slow
 def test_both_trainings_from_the_real_default_model(tmp_path):
     """A few steps of each from the embedded default model (offline)."""
-    import os
-
-    os.environ["HF_HUB_OFFLINE"] = "1"
     sft = train_policy(
         write_sft(tmp_path / "sft.jsonl", n=8),
         tmp_path / "policy",
