@@ -27,6 +27,9 @@ cdef extern from "landlock.h" nogil:
 
 
 cdef extern from "protocol.h" nogil:
+    struct sbx_response:
+        pass
+
     struct sbx_request:
         uint32_t code_len
         uint32_t n_steps

@@ -2,6 +2,8 @@
 
 from collections.abc import Callable, Sequence
 
+REQUEST_SIZE: int
+RESPONSE_SIZE: int
 END_CLEAN: int
 END_UNSPLIT: int
 FILTERS: dict[str, int]

@@ -24,6 +24,9 @@ cdef extern from "Python.h":
     void PyOS_AfterFork_Child()
 
 
+# The wire structs' sizes, for sandbox/_protocol.py's mirrors (tested).
+REQUEST_SIZE = sizeof(sbx_request)
+RESPONSE_SIZE = sizeof(sbx_response)
 END_CLEAN = SBX_END_CLEAN
 END_UNSPLIT = SBX_END_UNSPLIT
 FILTERS = {"plain": SBX_FILTER_PLAIN, "threads": SBX_FILTER_THREADS, "notify": SBX_FILTER_NOTIFY}

@@ -123,3 +123,11 @@ def test_result_helpers():
     r = Result.sandbox_error("boom")
     assert r.status is Status.SANDBOX_ERROR and not r.ok and r.error == "boom"
     assert Status("timeout") is Status.TIMEOUT and Status.OK == "ok"
+
+
+def test_wire_structs_match_the_c_core():
+    """sandbox/_protocol.py mirrors csrc/protocol.h's packed structs."""
+    from sandbox import _core, _protocol
+
+    assert _protocol.REQUEST.size == _core.REQUEST_SIZE
+    assert _protocol.RESPONSE.size == _core.RESPONSE_SIZE
