@@ -42,6 +42,9 @@ cdef extern from "protocol.h" nogil:
 
 
 cdef extern from "child.h" nogil:
+    enum:
+        SBX_MIN_NOFILE_FOR_SNAPSHOTS
+
     struct sbx_child_plan:
         pass
 

@@ -27,6 +27,9 @@ cdef extern from "Python.h":
 # The wire structs' sizes, for sandbox/_protocol.py's mirrors (tested).
 REQUEST_SIZE = sizeof(sbx_request)
 RESPONSE_SIZE = sizeof(sbx_response)
+# The open-file limit a child needs: its descriptors are handed over at
+# SBX_GIVEN_FD and up.
+MIN_NOFILE = SBX_MIN_NOFILE_FOR_SNAPSHOTS
 END_CLEAN = SBX_END_CLEAN
 END_UNSPLIT = SBX_END_UNSPLIT
 FILTERS = {"plain": SBX_FILTER_PLAIN, "threads": SBX_FILTER_THREADS, "notify": SBX_FILTER_NOTIFY}

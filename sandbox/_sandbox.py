@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox import _isolation
+from sandbox import _core, _isolation
 from sandbox._protocol import encode_request, encode_steps
 from sandbox._stream import Answers, Done, Inbox, Submission
 from sandbox._types import Limits, Result
@@ -153,7 +153,7 @@ class Sandbox:
             "warmup": warmup,
             "slots": slots,
             "demote_after_s": demote_after_s,
-            "nofile": 64,
+            "nofile": _core.MIN_NOFILE,
             "env": _checked_env(env),
             "startup_only_env": list(STARTUP_ONLY_ENV),
             "max_snapshots": math.ceil(max_snapshots / workers) if snapshots else 0,
