@@ -27,6 +27,15 @@ cdef extern from "landlock.h" nogil:
 
 
 cdef extern from "protocol.h" nogil:
+    enum sbx_status:
+        SBX_OK
+        SBX_ERROR
+        SBX_TIMEOUT
+        SBX_MEMORY
+        SBX_OUTPUT_LIMIT
+        SBX_KILLED
+        SBX_SANDBOX_ERROR
+
     struct sbx_response:
         pass
 

@@ -4,6 +4,7 @@ from collections.abc import Callable, Sequence
 
 REQUEST_SIZE: int
 RESPONSE_SIZE: int
+STATUS_CODES: dict[str, int]
 MIN_NOFILE: int
 END_CLEAN: int
 END_UNSPLIT: int

@@ -27,6 +27,11 @@ cdef extern from "Python.h":
 # The wire structs' sizes, for sandbox/_protocol.py's mirrors (tested).
 REQUEST_SIZE = sizeof(sbx_request)
 RESPONSE_SIZE = sizeof(sbx_response)
+# enum sbx_status, for sandbox.Status's order (tested).
+STATUS_CODES = {
+    "ok": SBX_OK, "error": SBX_ERROR, "timeout": SBX_TIMEOUT, "memory": SBX_MEMORY,
+    "output_limit": SBX_OUTPUT_LIMIT, "killed": SBX_KILLED, "sandbox_error": SBX_SANDBOX_ERROR,
+}
 # The open-file limit a child needs: its descriptors are handed over at
 # SBX_GIVEN_FD and up.
 MIN_NOFILE = SBX_MIN_NOFILE_FOR_SNAPSHOTS

@@ -131,3 +131,4 @@ def test_wire_structs_match_the_c_core():
 
     assert _protocol.REQUEST.size == _core.REQUEST_SIZE
     assert _protocol.RESPONSE.size == _core.RESPONSE_SIZE
+    assert {s.value: Status.from_code(_core.STATUS_CODES[s.value]) for s in Status} == {s.value: s for s in Status}
