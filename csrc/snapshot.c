@@ -296,14 +296,20 @@ int sbx_snapshot_start(struct server *s, struct child *src, struct request *r, u
     return 0;
 }
 
-/* Give up on a record whose process will not come (or not be used). */
-static void abandon(struct server *s, struct child *c)
+/* The snapshot c was to come from no longer waits for it. */
+static void detach_from_source(struct child *c)
 {
     if (c->source && c->source->snap && c->source->snap->pending == c) {
         c->source->snap->pending = NULL;
         c->source->snap->released = false;
     }
     c->source = NULL;
+}
+
+/* Give up on a record whose process will not come (or not be used). */
+static void abandon(struct server *s, struct child *c)
+{
+    detach_from_source(c);
     sbx_rerun(s, c, true);
 }
 
@@ -439,11 +445,7 @@ void sbx_snapshot_gone(struct server *s, struct child *c)
         p->source = NULL;
         sbx_rerun(s, p, false);
     }
-    if (c->source && c->source->snap && c->source->snap->pending == c) {
-        c->source->snap->pending = NULL;
-        c->source->snap->released = false;
-    }
-    c->source = NULL;
+    detach_from_source(c);
     if (c->asked_fork && c->asked_fork->pid == 0)
         c->asked_fork->dropped = true;
     c->asked_fork = NULL;
