@@ -277,7 +277,7 @@ static pid_t mediated_fork(void)
 {
     pid_t pid = (pid_t)syscall(SYS_clone, SBX_FORK_FLAGS, 0, NULL, NULL, 0);
     if (pid != 0)
-        for (int fd = SBX_GIVEN_FD; fd < SBX_GIVEN_FD + 4; fd++)
+        for (int fd = SBX_GIVEN_FD; fd < SBX_GIVEN_FD + SBX_GIVEN_COUNT; fd++)
             close(fd);
     return pid;
 }
@@ -302,7 +302,7 @@ static void settle_forked(const struct sbx_child_plan *plan, enum forked_as as)
     if (dup2(SBX_GIVEN_FD + 2, SBX_CHILD_REPORT_FD) < 0 ||
         dup2(SBX_GIVEN_FD + 3, SBX_CHILD_JOB_FD) < 0)
         _exit(SBX_EXIT_SETUP);
-    for (int fd = SBX_GIVEN_FD; fd < SBX_GIVEN_FD + 4; fd++)
+    for (int fd = SBX_GIVEN_FD; fd < SBX_GIVEN_FD + SBX_GIVEN_COUNT; fd++)
         close(fd);
     if (write_mark(SBX_MARK_PID, 0, 0, 0, 0, 0, NULL, 0) < 0)
         _exit(SBX_EXIT_SETUP);

@@ -26,7 +26,8 @@
  * job) in its parent, during the notification of its clone: just below the
  * open-file limit, where user code rarely has descriptors of its own. */
 #define SBX_GIVEN_FD                 60
-#define SBX_MIN_NOFILE_FOR_SNAPSHOTS (SBX_GIVEN_FD + 4)
+#define SBX_GIVEN_COUNT              4 /* stdout, stderr, report, job */
+#define SBX_MIN_NOFILE_FOR_SNAPSHOTS (SBX_GIVEN_FD + SBX_GIVEN_COUNT)
 /* The only process creation the zygote lets a sandboxed process make: a
  * sibling (a child of the zygote), asked for on the job pipe. */
 #define SBX_FORK_FLAGS (CLONE_PARENT | SIGCHLD)

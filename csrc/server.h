@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "capture.h"
+#include "child.h"
 #include "protocol.h"
 #include "supervise.h"
 
@@ -54,7 +55,7 @@ struct child {
     int pidfd;
     int job_fd;                 /* write end of its job pipe; -1 once closed */
     int out_fd, err_fd, rep_fd; /* read ends; -1 once at EOF */
-    int given[4];               /* its ends, handed over in its clone's notification */
+    int given[SBX_GIVEN_COUNT]; /* its ends, handed over in its clone's notification */
     struct sbx_buf out, err, rep, report;
     double started, deadline;
     bool demoted, reaped, dropped;

@@ -214,12 +214,12 @@ void sbx_snapshot_stats(const struct server *s, uint32_t *count, double *mb)
  * its ends, the others wait in `given` for the clone. */
 static int open_pipes(struct child *c, bool with_output)
 {
-    int p[4][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+    int p[SBX_GIVEN_COUNT][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
     int rc = 0;
-    for (int i = with_output ? 0 : 2; i < 4 && rc == 0; i++)
+    for (int i = with_output ? 0 : 2; i < SBX_GIVEN_COUNT && rc == 0; i++)
         rc = sbx_open_pipe(p[i], i < 3);
     if (rc < 0) {
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < SBX_GIVEN_COUNT; i++)
             for (int j = 0; j < 2; j++)
                 if (p[i][j] >= 0)
                     close(p[i][j]);
@@ -455,7 +455,7 @@ void sbx_snapshot_gone(struct server *s, struct child *c)
 
 static int give_fds(int listener, uint64_t id, struct child *target)
 {
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < SBX_GIVEN_COUNT; i++) {
         if (target->given[i] < 0)
             continue;
         struct seccomp_notif_addfd add = {
@@ -559,7 +559,7 @@ void sbx_snapshot_handle_notification(struct server *s, int listener)
         } else if (asker->snap) {
             asker->snap->released = false; /* still a snapshot */
         }
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < SBX_GIVEN_COUNT; i++)
             if (target->given[i] >= 0) {
                 close(target->given[i]);
                 target->given[i] = -1;

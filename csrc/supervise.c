@@ -112,7 +112,7 @@ static void child_free(struct child *c)
     close_fd(&c->out_fd);
     close_fd(&c->err_fd);
     close_fd(&c->rep_fd);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < SBX_GIVEN_COUNT; i++)
         close_fd(&c->given[i]);
     sbx_buf_free(&c->out);
     sbx_buf_free(&c->err);
@@ -130,7 +130,7 @@ struct child *sbx_child_new(enum role role)
         return NULL;
     c->role = role;
     c->pidfd = c->job_fd = c->out_fd = c->err_fd = c->rep_fd = -1;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < SBX_GIVEN_COUNT; i++)
         c->given[i] = -1;
     c->rep.limit = 1 << 16;
     return c;
