@@ -317,6 +317,7 @@ class Sandbox:
             inbox.close()
             if thread is not threading.current_thread():
                 thread.join()
+                inbox.release()
         self._finalizer()
 
     def __enter__(self) -> Sandbox:
@@ -471,8 +472,6 @@ class Sandbox:
                 for index in [i for i in waiting if results[i] is not None]:
                     ready.extend(waiting.pop(index))
                     by_index.pop(index, None)
-            if inbox is not None:
-                inbox.release()
 
     def _replace(self, sel: selectors.BaseSelector, w: Worker, results: Results, why: str) -> None:
         sel.unregister(w.fileno())

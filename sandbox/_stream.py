@@ -39,6 +39,7 @@ class Inbox:
         self._items: deque[Submission] = deque()
         self._lock = threading.Lock()
         self.closed = False
+        self._released = False
 
     @property
     def open(self) -> bool:
@@ -73,14 +74,22 @@ class Inbox:
         self._wake()
 
     def release(self) -> None:
+        """Close the pipe (once the dispatch thread is gone)."""
+        with self._lock:
+            if self._released:
+                return
+            self._released = self.closed = True
         os.close(self._read)
         os.close(self._write)
 
     def _wake(self) -> None:
-        try:
-            os.write(self._write, b"!")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already
+        with self._lock:
+            if self._released:  # its descriptor number may be another file's by now
+                return
+            try:
+                os.write(self._write, b"!")
+            except BlockingIOError:
+                pass  # the pipe is full of wake-ups already
 
 
 class Answers:

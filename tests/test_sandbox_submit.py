@@ -91,3 +91,4 @@ def test_close_answers_what_was_submitted_first():
         sb.submit(["print(1)"], Answer())
     with pytest.raises(RuntimeError, match="closed"):
         sb.run("print(1)")
+    sb.close()  # again: nothing to do
