@@ -70,11 +70,15 @@ def test_run_batch_and_snapshots_go_through_the_dispatch_thread(box):
 
 
 def test_a_failing_callback_stops_nothing(box, capfd):
+    called = threading.Event()
+
     def bad(results):
+        called.set()
         raise ValueError("caller bug")
 
     box.submit(["print(1)"], bad)
-    after = Answer()
+    assert called.wait(30)
+    after = Answer()  # answered on the same thread, after the report of the raise
     box.submit(["print(2)"], after)
     assert after.get()[0].stdout == "2\n"
     assert "caller bug" in capfd.readouterr().err
