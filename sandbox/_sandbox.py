@@ -83,13 +83,12 @@ def step_key(steps: Sequence[str]) -> StepKey:
 
 @dataclass
 class _Job:
-    """One program of a batch, encoded."""
+    """One program of a batch, and how it will run."""
 
     index: int
     limits: Limits
-    code: bytes  # the source, or the steps' payload
-    steps: StepKey | None  # None: a program given as one source
-    texts: tuple[str, ...] = ()  # the steps as given
+    texts: tuple[str, ...]  # the program's steps as given (a source: one)
+    steps: StepKey | None  # how snapshots know its steps; None: it runs as one source
     as_steps: bool = True  # False: no snapshot can serve it, so it runs as its joined source
     parent: int | None = None  # the batch's program whose steps are the longest prefix of ours
     release: bool = False  # the last of the batch to run from its prefix's snapshot
@@ -293,7 +292,7 @@ class Sandbox:
         for job in jobs:
             if job.steps and not (job.keep_end or job.shares_prefix or job.parent is not None):
                 # Steps one by one cost a round trip each: only worth it from a snapshot.
-                job.as_steps = self._may_hold_a_prefix(job, limits)
+                job.as_steps = self._may_hold_a_prefix(job)
         return jobs, early
 
     @property
@@ -334,18 +333,17 @@ class Sandbox:
     # -- dispatch --------------------------------------------------------
     def _encode(self, index: int, program: object, limits: Limits) -> _Job | Result:
         if isinstance(program, str):
-            return _Job(index, limits, program.encode("utf-8", "surrogatepass"), None)
+            return _Job(index, limits, (program,), None)
         if not (isinstance(program, Sequence) and all(isinstance(s, str) for s in program)):
             return Result.sandbox_error(f"a program must be a str or a sequence of str, not {type(program).__name__}")
         steps = tuple(program)
         if not steps or limits.allow_threads or not self.snapshots_active:
-            return _Job(index, limits, "\n".join(steps).encode("utf-8", "surrogatepass"), None)
-        code = encode_steps([s.encode("utf-8", "surrogatepass") for s in steps])
-        return _Job(index, limits, code, step_key(steps), steps)
+            return _Job(index, limits, steps, None)
+        return _Job(index, limits, steps, step_key(steps))
 
-    def _may_hold_a_prefix(self, job: _Job, limits: Limits) -> bool:
+    def _may_hold_a_prefix(self, job: _Job) -> bool:
         assert job.steps
-        return any((limits, job.steps[:k]) in self._affinity for k in range(1, len(job.steps)))
+        return any((job.limits, job.steps[:k]) in self._affinity for k in range(1, len(job.steps)))
 
     def _reusing(self, jobs: list[_Job], limits: Limits) -> bool:
         """Whether recent programs extended programs of earlier calls, this
@@ -496,9 +494,9 @@ class Sandbox:
 
 def _frame(request_id: int, job: _Job) -> bytes:
     if job.steps and job.as_steps:
-        return encode_request(request_id, job.code, job.limits, len(job.steps), job.release, job.keep_end, job.snap_at)
-    code = "\n".join(job.texts).encode("utf-8", "surrogatepass") if job.steps else job.code
-    return encode_request(request_id, code, job.limits)
+        code = encode_steps([s.encode("utf-8", "surrogatepass") for s in job.texts])
+        return encode_request(request_id, code, job.limits, len(job.texts), job.release, job.keep_end, job.snap_at)
+    return encode_request(request_id, "\n".join(job.texts).encode("utf-8", "surrogatepass"), job.limits)
 
 
 def _link_prefixes(jobs: list[_Job], release: bool, keep_ends: bool) -> None:
