@@ -287,7 +287,7 @@ class Sandbox:
                 early[i] = job
             else:
                 jobs.append(job)
-        keep_ends = not release_prefixes or self._reusing(jobs, limits)
+        keep_ends = not release_prefixes or self._reusing(jobs)
         _link_prefixes(jobs, release_prefixes, keep_ends)
         for job in jobs:
             if job.steps and not (job.keep_end or job.shares_prefix or job.parent is not None):
@@ -345,13 +345,13 @@ class Sandbox:
         assert job.steps
         return any((job.limits, job.steps[:k]) in self._affinity for k in range(1, len(job.steps)))
 
-    def _reusing(self, jobs: list[_Job], limits: Limits) -> bool:
+    def _reusing(self, jobs: list[_Job]) -> bool:
         """Whether recent programs extended programs of earlier calls, this
         batch's included (then its programs' ends are worth keeping)."""
         for job in jobs:
             if job.steps and len(job.steps) > 1:
                 self._extended.append(
-                    any((limits, job.steps[:k]) in self._ended for k in range(len(job.steps) - 1, 0, -1))
+                    any((job.limits, job.steps[:k]) in self._ended for k in range(len(job.steps) - 1, 0, -1))
                 )
         return sum(self._extended) >= REUSE_SHARE * max(len(self._extended), 1) > 0
 
