@@ -250,7 +250,8 @@ class Sandbox:
         so it must be quick (hand the results over, as
         `loop.call_soon_threadsafe` does). Batches submitted while others run
         join them at once: a slow program holds back no other batch's
-        answer. While that thread runs, `run_batch` goes through it too."""
+        answer. While that thread runs, `run_batch` goes through it too, and
+        the thread keeps the sandbox alive: `close()` it when done."""
         with self._stream_start:
             if not self._finalizer.alive:
                 raise RuntimeError("Sandbox is closed")
