@@ -188,7 +188,8 @@ def load_batches(url: str, calls: list[list], clients: int) -> dict:
             for call in share:
                 t0 = time.perf_counter()
                 try:
-                    reply = session.post(url + "/run_batch", json={"programs": call, "limits": {"wall_s": 5, "cpu_s": 5}})
+                    body = {"programs": call, "limits": {"wall_s": 5, "cpu_s": 5}}
+                    reply = session.post(url + "/run_batch", json=body)
                     ok = reply.status_code == 200 and len(reply.json()["results"]) == len(call)
                 except requests.RequestException:
                     ok = False
