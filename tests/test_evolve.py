@@ -130,8 +130,15 @@ def test_killed_mid_round_continues_without_searching_again(tmp_path):
     trees = workdir / "round-1" / "search" / "trees.jsonl"
 
     def start():
+        # SIGINT as a terminal sends it, even where the tests run with it
+        # ignored (a background job of a non-interactive shell inherits that).
         return subprocess.Popen(
-            args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            args,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
     def wait_for(condition, proc, limit=300):
