@@ -137,74 +137,34 @@ def start(kind: str, workers: int) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"the {kind} server did not come up")
 
 
-def load(url: str, programs: list[str], clients: int) -> dict:
-    """Each client thread sends its share one request at a time."""
-    from sandbox_fusion import RunCodeRequest, run_code
-
+def run_clients(items: list, clients: int, send, size=lambda item: 1) -> dict:
+    """Each client thread sends its share of `items` one request at a time;
+    `send(item)` says whether the answer was right (an exception counts as
+    an error, never hidden). Throughput in programs (`size` per item), p50
+    and p99 latency per request, errors."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
 
-    def client(share: list[str]) -> None:
-        for code in share:
+    def client(share: list) -> None:
+        for item in share:
             t0 = time.perf_counter()
             try:
-                run_code(RunCodeRequest(code=code, language="python", run_timeout=5), endpoint=url, max_attempts=1)
-            except Exception:  # transport error or SandboxError: counted, never hidden
-                with lock:
-                    errors[0] += 1
+                ok = send(item)
+            except Exception:
+                ok = False
             with lock:
+                errors[0] += not ok
                 latencies.append(time.perf_counter() - t0)
 
-    threads = [threading.Thread(target=client, args=(programs[i::clients],)) for i in range(clients)]
+    threads = [threading.Thread(target=client, args=(items[i::clients],)) for i in range(clients)]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
-    return {
-        "clients": clients,
-        "programs": len(programs),
-        "per_s": len(programs) / wall,
-        "p50_ms": q[49] * 1e3,
-        "p99_ms": q[98] * 1e3,
-        "errors": errors[0],
-    }
-
-
-def load_batches(url: str, calls: list[list], clients: int) -> dict:
-    """Our own `/run_batch`: each client sends its share of the calls (a
-    call: the programs of one search expansion) one request at a time."""
-    import requests
-
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-
-    def client(share: list[list]) -> None:
-        with requests.Session() as session:
-            for call in share:
-                t0 = time.perf_counter()
-                try:
-                    body = {"programs": call, "limits": {"wall_s": 5, "cpu_s": 5}}
-                    reply = session.post(url + "/run_batch", json=body)
-                    ok = reply.status_code == 200 and len(reply.json()["results"]) == len(call)
-                except requests.RequestException:
-                    ok = False
-                with lock:
-                    errors[0] += not ok
-                    latencies.append(time.perf_counter() - t0)
-
-    threads = [threading.Thread(target=client, args=(calls[i::clients],)) for i in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    n = sum(len(c) for c in calls)
+    n = sum(size(item) for item in items)
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     return {
         "clients": clients,
@@ -214,6 +174,35 @@ def load_batches(url: str, calls: list[list], clients: int) -> dict:
         "p99_ms": q[98] * 1e3,
         "errors": errors[0],
     }
+
+
+def load(url: str, programs: list[str], clients: int) -> dict:
+    """The real `sandbox-fusion` client, one program per request; a transport
+    error or a SandboxError answer raises, so it counts as an error."""
+    from sandbox_fusion import RunCodeRequest, run_code
+
+    def send(code: str) -> bool:
+        run_code(RunCodeRequest(code=code, language="python", run_timeout=5), endpoint=url, max_attempts=1)
+        return True
+
+    return run_clients(programs, clients, send)
+
+
+def load_batches(url: str, calls: list[list], clients: int) -> dict:
+    """Our own `/run_batch`, one call (the programs of one search expansion)
+    per request, a kept-alive session per client thread."""
+    import requests
+
+    sessions = threading.local()
+
+    def send(call: list) -> bool:
+        if not hasattr(sessions, "session"):
+            sessions.session = requests.Session()
+        body = {"programs": call, "limits": {"wall_s": 5, "cpu_s": 5}}
+        reply = sessions.session.post(url + "/run_batch", json=body)
+        return reply.status_code == 200 and len(reply.json()["results"]) == len(call)
+
+    return run_clients(calls, clients, send, size=len)
 
 
 def main(argv=None) -> dict:

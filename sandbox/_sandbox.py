@@ -270,10 +270,9 @@ class Sandbox:
                 self._dispatch([], answers, inbox)
             except BaseException as exc:
                 inbox.close()
-                answers.fail_all(f"sandbox: the dispatch thread stopped: {exc}")
-                for sub in inbox.take():
+                for sub in inbox.take():  # submitted but never taken in
                     answers.add(sub)
-                    answers.fail_all("sandbox: the dispatch thread stopped")
+                answers.fail_all(f"sandbox: the dispatch thread stopped: {exc}")
                 raise
 
     def _plan(
