@@ -70,6 +70,17 @@ def _check_model(name: str) -> None:
         _fail(str(exc))
 
 
+def _workers(config):
+    """Where the run searches (a context manager): this process, or the Ray
+    cluster named; a bad cluster setting is an error before anything is written."""
+    from rstar.cluster import ClusterError, open_workers
+
+    try:
+        return open_workers(config)
+    except ClusterError as exc:
+        _fail(str(exc))
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -89,17 +100,20 @@ def search(
     policy: str | None = typer.Option(None, help="policy model (default: the preset's)"),
     ppm: str | None = typer.Option(None, help="PPM folder: PPM-augmented MCTS"),
     limit: int | None = typer.Option(None, help="only the first N problems"),
+    ray: str | None = typer.Option(
+        None, help="run on Ray: auto, local:N (N workers here) or a cluster address (cluster.ray)"
+    ),
     overrides: list[str] | None = typer.Argument(None, help="section.key=value overrides"),
 ):
     """MCTS data synthesis: one tree per problem, every step verified in the sandbox.
     An interrupted run continues where it stopped."""
     from rstar.runs import search_problems
 
-    config = _config(preset, overrides, policy)
+    config = _config(preset, overrides, policy, **{"cluster.ray": ray})
     items = _problems(problems, limit)
     _check_model(config.engine.model)
-    started = time.perf_counter()
-    with _progress() as bar:
+    with _workers(config) as workers, _progress() as bar:
+        started = time.perf_counter()
         task = bar.add_task("search", total=len(items), stats="")
         totals = {"solved": 0, "nodes": 0}
 
@@ -115,7 +129,7 @@ def search(
             )
 
         try:
-            summary = search_problems(items, out, config, on_batch, ppm=ppm)
+            summary = search_problems(items, out, config, on_batch, ppm=ppm, kept=workers)
         except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
     console.print(
@@ -136,16 +150,21 @@ def evaluate_cmd(
     runs: int | None = typer.Option(None, help="mcts: independent MCTS runs per problem (inference.runs)"),
     top_k: int | None = typer.Option(None, help="mcts: best-valued run answers that vote (inference.top_k)"),
     limit: int | None = typer.Option(None, help="only the first N problems"),
+    ray: str | None = typer.Option(
+        None, help="run on Ray: auto, local:N (N workers here) or a cluster address (cluster.ray)"
+    ),
     overrides: list[str] | None = typer.Argument(None, help="section.key=value overrides"),
 ):
     """Solve a benchmark without its answers, then grade with math-verify."""
     from rstar.runs import evaluate
 
-    config = _config(preset, overrides, policy, **{"inference.runs": runs, "inference.top_k": top_k})
+    config = _config(
+        preset, overrides, policy, **{"inference.runs": runs, "inference.top_k": top_k, "cluster.ray": ray}
+    )
     items = _problems(dataset, limit)
     _check_model(config.engine.model)
-    started = time.perf_counter()
-    with _progress() as bar:
+    with _workers(config) as workers, _progress() as bar:
+        started = time.perf_counter()
         task = bar.add_task(f"eval {mode}", total=len(items), stats="")
         nodes = [0]
 
@@ -160,7 +179,7 @@ def evaluate_cmd(
             )
 
         try:
-            metrics = evaluate(items, mode, n, out, config, ppm=ppm, on_batch=on_batch)
+            metrics = evaluate(items, mode, n, out, config, ppm=ppm, on_batch=on_batch, kept=workers)
         except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
     title = f"{dataset}: {mode}" + (f"@{n}" if mode == "maj" else "")
@@ -274,6 +293,9 @@ def evolve(
     workdir: Path = typer.Option(..., help="work folder: one round-K/ per round, report.md, plots/"),
     preset: str = typer.Option("cpu-demo", help="tiny, cpu-demo, cpu-demo-qwen or workstation"),
     rounds: int | None = typer.Option(None, help="number of rounds (default: the preset's)"),
+    ray: str | None = typer.Option(
+        None, help="run on Ray: auto, local:N (N workers here) or a cluster address (cluster.ray)"
+    ),
     overrides: list[str] | None = typer.Argument(None, help="section.key=value overrides"),
 ):
     """Self-evolution: rounds of MCTS -> policy SFT -> PPM training, each round
@@ -285,19 +307,21 @@ def evolve(
     from rstar.training import DataFileError
 
     try:
-        config = load_config(preset, overrides or [], **{"evolve.rounds": rounds})
+        config = load_config(preset, overrides or [], **{"evolve.rounds": rounds, "cluster.ray": ray})
     except ValueError as exc:
         _fail(str(exc))
     for model in {config.engine.model, config.evolve.bootstrap} - {""}:
         _check_model(model)
     started = time.perf_counter()
     try:
-        result = run_evolve(
-            workdir,
-            config,
-            preset,
-            log=lambda msg: console.print(f"[dim]{time.perf_counter() - started:6.0f}s[/dim] {msg}"),
-        )
+        with _workers(config) as workers:
+            result = run_evolve(
+                workdir,
+                config,
+                preset,
+                log=lambda msg: console.print(f"[dim]{time.perf_counter() - started:6.0f}s[/dim] {msg}"),
+                workers=workers,
+            )
     except (ValueError, FileNotFoundError, ProblemFileError, DataFileError) as exc:
         _fail(str(exc))
     Console().print(_evolve_table(result["rounds"]))

@@ -29,6 +29,9 @@ class EngineSettings:
     max_batch_rows: int = field(default=64, metadata={"help": "hf: sequences decoded at once"})
     enforce_eager: bool = field(default=True, metadata={"help": "vllm: skip graph compilation"})
     gpu_memory_utilization: float = field(default=0.45, metadata={"help": "vllm: GPU share"})
+    tensor_parallel_size: int = field(
+        default=1, metadata={"help": "vllm: GPUs one engine spans, for a policy larger than one GPU"}
+    )
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,50 @@ class InferenceSettings:
 
     runs: int = field(default=1, metadata={"help": "independent seeded MCTS runs per problem"})
     top_k: int = field(default=4, metadata={"help": "answers (by PPM value) that vote; the reference's 4"})
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where search and evaluation run: in this process, or on Ray workers that
+    the driver streams batches of problems to. Not part of a run's identity:
+    a work folder continues at any scale, and its trees are the same."""
+
+    ray: str = field(
+        default="",
+        metadata={
+            "help": "'' (this process, Ray not imported), auto (the Ray cluster this machine belongs to), "
+            "local:N (start a Ray cluster of N workers here), or a cluster's address (host:port, ray://...)"
+        },
+    )
+    workers: int = field(
+        default=0,
+        metadata={
+            "help": "workers on an existing cluster (0: one per gpus_per_worker GPUs, or per cpus_per_worker "
+            "CPUs on a cluster without GPUs)"
+        },
+    )
+    cpus_per_worker: float = field(default=1.0, metadata={"help": "CPUs reserved per worker"})
+    gpus_per_worker: float = field(
+        default=1.0, metadata={"help": "GPUs per worker where the cluster has GPUs (a CPU-only cluster: none)"}
+    )
+    in_flight: int = field(default=2, metadata={"help": "batches queued per worker, so none waits on the driver"})
+    max_restarts: int = field(
+        default=3,
+        metadata={"help": "times a dead worker is restarted; its unfinished batches run again there"},
+    )
+
+    def __post_init__(self) -> None:
+        ray = self.ray
+        if ray.startswith("local:"):
+            count = ray.removeprefix("local:")
+            if not count.isdigit() or int(count) < 1:
+                raise ValueError(f"cluster.ray {ray!r}: local:N needs N >= 1 workers")
+        elif ray and ray != "auto" and ":" not in ray:
+            raise ValueError(f"cluster.ray {ray!r}: use '', auto, local:N or a cluster address host:port")
+        if self.workers < 0 or self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:
+            raise ValueError("cluster.workers must be >= 0, cpus_per_worker > 0 and gpus_per_worker >= 0")
+        if self.in_flight < 1 or self.max_restarts < 0:
+            raise ValueError("cluster.in_flight must be >= 1 and cluster.max_restarts >= 0")
 
 
 @dataclass(frozen=True)
@@ -142,10 +189,13 @@ class RunConfig:
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     batch_problems: int = field(default=8, metadata={"help": "problems whose trees advance together"})
     evolve: EvolveSettings = field(default_factory=EvolveSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     def __post_init__(self) -> None:
         if self.engine.kind not in ("hf", "vllm"):
             raise ValueError(f"engine.kind must be hf or vllm, not {self.engine.kind!r}")
+        if self.engine.tensor_parallel_size < 1 or (self.engine.kind == "hf" and self.engine.tensor_parallel_size > 1):
+            raise ValueError("engine.tensor_parallel_size must be >= 1, and 1 with engine.kind=hf")
         if self.batch_problems < 1 or self.mcts.rollouts < 1 or self.expand.candidates < 1:
             raise ValueError("batch_problems, mcts.rollouts and expand.candidates must be >= 1")
         if self.evolve.tuned_prompt_style not in PROMPT_STYLES:
@@ -178,7 +228,11 @@ class RunConfig:
             raise ValueError("evolve.rounds, eval_n and unsolved_from must be >= 1; sizes, rollouts, pairs >= 0")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """What a run computes, as recorded in its folder: where it runs
+        (`cluster`) is left out, so a folder continues at any scale."""
+        settings = dataclasses.asdict(self)
+        del settings["cluster"]
+        return settings
 
 
 def presets() -> list[str]:

@@ -29,8 +29,9 @@ from pathlib import Path
 from rstar.config import RunConfig
 from rstar.data import Problem, load_problems
 from rstar.extract import PairCounts, describe_counts, ppm_pairs, sft_records
-from rstar.runs import KeptEngine, evaluate, read_jsonl, read_trees, search_problems, with_policy, write_atomic
+from rstar.runs import KeptEngine, Workers, evaluate, read_jsonl, read_trees, search_problems, with_policy, write_atomic
 from rstar.search.chains import majority
+from rstar.search.tree import Tree
 
 SPEC = "evolve.json"
 DONE = "metrics.json"
@@ -49,9 +50,10 @@ class HeldOut:
     extra: list[Problem]
 
 
-def evolve(workdir: Path, config: RunConfig, preset: str, log=print) -> dict:
+def evolve(workdir: Path, config: RunConfig, preset: str, log=print, workers=None) -> dict:
     """Run (or continue) `config.evolve.rounds` rounds in `workdir`; returns the
-    metrics of every round, round 0 (the base policy) first."""
+    metrics of every round, round 0 (the base policy) first. `workers`: where
+    searches and evaluations run (default: this process; see `rstar.cluster`)."""
     from rstar.report import write_report
 
     ev = config.evolve
@@ -69,7 +71,8 @@ def evolve(workdir: Path, config: RunConfig, preset: str, log=print) -> dict:
     # Read every finished round first: a damaged one stops the run before anything is written.
     finished = [_read_done(workdir / f"round-{k}") for k in range(ev.rounds + 1)]
     history = [finished[0]]
-    kept = KeptEngine()  # a round's evaluation and the next round's search share the policy's engine
+    # a round's evaluation and the next round's search share the policy's engine
+    kept = workers or KeptEngine()
     try:
         if finished[0] is None:
             history = [_round_zero(workdir / "round-0", heldout, config, kept, log)]
@@ -127,7 +130,7 @@ def run_round(
     config: RunConfig,
     history: list[dict],
     workdir: Path,
-    kept: KeptEngine,
+    kept: Workers,
     log,
 ) -> dict:
     ev = config.evolve
@@ -173,7 +176,7 @@ def run_round(
             on_batch=_counter(f"round {k}:   searched", log),
             kept=kept,
         )
-        trees = read_trees(folder / "search" / "trees.jsonl")
+        trees = _in_pool_order(read_trees(folder / "search" / "trees.jsonl"), pool)
     log(
         f"round {k}: solved {search['solved']}/{search['problems']}, {search['nodes']} nodes, "
         f"{search['steps_failed']} failed steps"
@@ -182,7 +185,9 @@ def run_round(
     with seconds.phase("extract"):
         sources = [folder] if ev.data == "round" else [workdir / f"round-{i}" for i in range(1, k + 1)]
         all_trees = [
-            t for src in sources for t in (trees if src == folder else read_trees(src / "search" / "trees.jsonl"))
+            t
+            for src in sources
+            for t in (trees if src == folder else _in_pool_order(read_trees(src / "search" / "trees.jsonl"), pool))
         ]
         sft = _write_once(folder / "data" / "sft.jsonl", [r for t in all_trees for r in sft_records(t, config.extract)])
         counts = PairCounts()
@@ -243,7 +248,7 @@ def run_round(
 
 
 def evaluate_heldout(
-    folder: Path, held: HeldOut, config: RunConfig, policy: str, tuned: bool, ppm: str | None, kept: KeptEngine, log
+    folder: Path, held: HeldOut, config: RunConfig, policy: str, tuned: bool, ppm: str | None, kept: Workers, log
 ) -> dict:
     """Greedy accuracy, and N samples judged by majority vote and (with a PPM)
     by the PPM, on the held-out set; with the curves against N; PPM-guided
@@ -354,7 +359,7 @@ def q_histogram(trees, bins: int = 20) -> dict:
 # -- helpers -------------------------------------------------------------------
 
 
-def _round_zero(folder: Path, heldout: HeldOut, config: RunConfig, kept: KeptEngine, log) -> dict:
+def _round_zero(folder: Path, heldout: HeldOut, config: RunConfig, kept: Workers, log) -> dict:
     log(f"round 0: evaluating the base policy {config.engine.model}")
     seconds = _Seconds(folder / "seconds.json")
     with seconds.phase("eval"):
@@ -369,6 +374,13 @@ def _round_zero(folder: Path, heldout: HeldOut, config: RunConfig, kept: KeptEng
     }
     _write_json(folder / DONE, metrics)
     return metrics
+
+
+def _in_pool_order(trees: list[Tree], pool: list[Problem]) -> list[Tree]:
+    """Trees in the pool's order, whatever order the workers finished them in,
+    so that a round's training data is the same at any scale."""
+    rank = {p.id: i for i, p in enumerate(pool)}
+    return sorted(trees, key=lambda t: rank.get(t.problem_id, len(rank)))
 
 
 def _counter(what: str, log):

@@ -8,12 +8,16 @@ import importlib.util
 import json
 import os
 import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 from rstar.config import RunConfig
 from rstar.data import Problem
 from rstar.grading import is_equivalent
+from rstar.ppm.model import check_ppm_folder
 from rstar.prompts import prompt_style_of
 from rstar.search.chains import (
     answers,
@@ -28,7 +32,7 @@ from rstar.search.chains import (
     top_k_vote,
 )
 from rstar.search.expand import Context
-from rstar.search.mcts import run_mcts
+from rstar.search.mcts import MCTSConfig, run_mcts
 from rstar.search.tree import Tree, tree_from_record, tree_to_record
 
 TREES = "trees.jsonl"
@@ -61,7 +65,7 @@ def search_context(config: RunConfig, scorer=None):
     engine_kwargs = dataclasses.asdict(config.engine)
     kind = engine_kwargs.pop("kind")
     if kind == "hf":
-        for key in ("enforce_eager", "gpu_memory_utilization"):
+        for key in ("enforce_eager", "gpu_memory_utilization", "tensor_parallel_size"):
             engine_kwargs.pop(key)
     else:
         for key in ("threads", "int8", "max_batch_rows"):
@@ -75,16 +79,29 @@ def search_context(config: RunConfig, scorer=None):
         engine.close()
 
 
+class Workers(Protocol):
+    """Where searches and evaluations run: this process (`KeptEngine`) or Ray
+    workers (`rstar.cluster.RayWorkers`)."""
+
+    def prepare(self, config: RunConfig, ppm: str | None) -> float: ...
+    def map(
+        self, task: Callable[[Context, Any], Any], config: RunConfig, ppm: str | None, payloads: list
+    ) -> Iterator[tuple[int, Any, dict]]: ...
+    def close(self) -> None: ...
+
+
 class KeptEngine:
-    """An engine and sandbox kept open from one stage to the next while the
-    policy and its settings stay the same (in `rstar evolve`: greedy and
-    sampled evaluation of a round, then the next round's search), so they start
-    once; `close()` frees them before training needs the memory."""
+    """The engine, sandbox and PPM scorer of this process, kept open from one
+    stage to the next while the policy and its settings stay the same (in
+    `rstar evolve`: greedy and sampled evaluation of a round, then the next
+    round's search), so they start once; `close()` frees them before training
+    needs the memory. A Ray worker holds one (`rstar.cluster`)."""
 
     def __init__(self):
         self._key: str | None = None
         self._stack: ExitStack | None = None
         self._ctx: Context | None = None
+        self._scorers: dict[str, object] = {}
 
     def context(self, config: RunConfig, scorer=None) -> Context:
         """A context on the kept engine (started now if the settings changed)."""
@@ -94,21 +111,42 @@ class KeptEngine:
             stack = ExitStack()
             self._ctx = stack.enter_context(search_context(config))
             self._stack, self._key = stack, key
+        assert self._ctx is not None
         return Context(self._ctx.engine, self._ctx.sandbox, config.expand, scorer)
 
+    def scorer(self, ppm: str | None, config: RunConfig):
+        """The scorer of the PPM folder `ppm` (loaded once), or None."""
+        if ppm is None:
+            return None
+        key = json.dumps([str(Path(ppm).resolve()), dataclasses.asdict(config.ppm)])
+        if key not in self._scorers:
+            self._scorers[key] = load_scorer(ppm, config)
+        return self._scorers[key]
+
+    def prepare(self, config: RunConfig, ppm: str | None) -> float:
+        """Start what a stage needs (a bad PPM fails here); returns the seconds it took."""
+        t0 = time.perf_counter()
+        self.context(config, self.scorer(ppm, config))
+        return time.perf_counter() - t0
+
+    def map(self, task, config: RunConfig, ppm: str | None, payloads: list):
+        """`task(ctx, payload)` for every payload, in order; yields (index,
+        result, seconds per phase)."""
+        for i, payload in enumerate(payloads):
+            ctx = self.context(config, self.scorer(ppm, config))
+            yield i, task(ctx, payload), dict(ctx.seconds)
+
+    def __enter__(self) -> KeptEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        self._scorers.clear()
         if self._stack is not None:
             stack, self._stack, self._ctx, self._key = self._stack, None, None, None
             stack.close()
-
-
-@contextmanager
-def _context(config: RunConfig, scorer, kept: KeptEngine | None):
-    if kept is None:
-        with search_context(config, scorer) as ctx:
-            yield ctx
-    else:
-        yield kept.context(config, scorer)
 
 
 # -- trees on disk ----------------------------------------------------------
@@ -186,45 +224,60 @@ def search_problems(
     on_batch=None,
     ppm: str | None = None,
     rollouts: dict[str, int] | None = None,
-    kept: KeptEngine | None = None,
+    kept: Workers | None = None,
 ) -> dict:
     """MCTS over every problem not yet in `out/trees.jsonl` (PPM-augmented when
     a PPM is given); `rollouts` gives some problems another number of rollouts
-    than `config.mcts.rollouts`; `kept`: run on its engine. Returns the summary."""
-    scorer = load_scorer(ppm, config)  # a bad PPM fails before anything is written
+    than `config.mcts.rollouts`; `kept`: the workers to run on (a `KeptEngine`
+    or Ray workers; default: this process). This process is the only writer
+    of the tree file, in the order batches finish. Returns the summary."""
+    if ppm is not None:
+        check_ppm_folder(ppm)  # a bad PPM fails before anything is written
     claim_folder(out, config, "search" + (f" ppm={Path(ppm).resolve()}" if ppm else ""))
     path = out / TREES
-    trees = read_trees(path)  # read once: finished problems, and the summary's start
-    done = {t.problem_id for t in trees}
+    done = {t.problem_id for t in read_trees(path)}
     todo = [p for p in problems if p.id not in done]
-    seconds: dict = {}
-    setup_s = wall = 0.0
-    if todo:
-        t0 = time.perf_counter()
-        with _context(config, scorer, kept) as ctx:
-            setup_s = time.perf_counter() - t0
-            started = time.perf_counter()
-            for mcts, group in _by_rollouts(todo, config, rollouts or {}):
-                for i in range(0, len(group), config.batch_problems):
-                    batch = [Tree(p.id, p.question, p.answer) for p in group[i : i + config.batch_problems]]
-                    run_mcts(batch, ctx, mcts)
-                    append_trees(path, batch, {"mcts": dataclasses.asdict(mcts)})
-                    trees += batch
-                    if on_batch:
-                        on_batch(batch)
-            wall = time.perf_counter() - started
-            seconds = dict(ctx.seconds)
-    summary = summarize(trees)
-    # "other" is the search's own bookkeeping: wall time minus the measured phases.
+    workers = kept or KeptEngine()
+    try:
+        setup_s = workers.prepare(config, ppm) if todo else 0.0
+        batches = [
+            (mcts, group[i : i + config.batch_problems])
+            for mcts, group in _by_rollouts(todo, config, rollouts or {})
+            for i in range(0, len(group), config.batch_problems)
+        ]
+        seconds: dict[str, float] = defaultdict(float)
+        started, driver_started = time.perf_counter(), time.process_time()
+        for i, batch, spent in workers.map(search_task, config, ppm, batches):
+            append_trees(path, batch, {"mcts": dataclasses.asdict(batches[i][0])})
+            for phase, s in spent.items():
+                seconds[phase] += s
+            if on_batch:
+                on_batch(batch)
+        wall, driver_s = time.perf_counter() - started, time.process_time() - driver_started
+    finally:
+        if kept is None:
+            workers.close()
+    summary = summarize(read_trees(path))
+    # "other" is the search's own bookkeeping: wall time minus the measured phases
+    # (on several workers the phases are summed over them: worker-seconds).
     summary["this_run"] = {
         "searched": len(todo),
         "setup_s": setup_s,
         "wall_s": wall,
-        "seconds": seconds,
+        "seconds": dict(seconds),
         "other_s": max(0.0, wall - sum(seconds.values())),
+        "driver_cpu_s": driver_s if todo else 0.0,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def search_task(ctx: Context, payload: tuple[MCTSConfig, list[Problem]]) -> list[Tree]:
+    """One batch of problems searched together: their trees."""
+    mcts, problems = payload
+    trees = [Tree(p.id, p.question, p.answer) for p in problems]
+    run_mcts(trees, ctx, mcts)
+    return trees
 
 
 def _by_rollouts(problems: list[Problem], config: RunConfig, rollouts: dict[str, int]):
@@ -261,7 +314,7 @@ def evaluate(
     config: RunConfig,
     ppm: str | None = None,
     on_batch=None,
-    kept: KeptEngine | None = None,
+    kept: Workers | None = None,
 ) -> dict:
     """Solve without the ground truth, then grade; writes answers.jsonl (one row
     per problem, appended per batch: an interrupted run continues) and metrics.json;
@@ -277,7 +330,8 @@ def evaluate(
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode in NEEDS_PPM and ppm is None:
         raise ValueError(f"mode {mode} needs a PPM (--ppm FOLDER)")
-    scorer = load_scorer(ppm, config)
+    if ppm is not None:
+        check_ppm_folder(ppm)
     claim_folder(out, config, f"eval-{mode}-{n}" + (f" ppm={Path(ppm).resolve()}" if ppm else ""))
     path = out / ANSWERS
     rows = read_jsonl(path)
@@ -285,25 +339,19 @@ def evaluate(
     todo = [p for p in problems if p.id not in done]
     started = time.perf_counter()
     if todo:
-        with _context(config, scorer, kept) as ctx:
-            for i in range(0, len(todo), config.batch_problems):
-                batch = todo[i : i + config.batch_problems]
-                trees = [Tree(p.id, p.question, None) for p in batch]
-                if mode == "mcts":
-                    picks = _mcts_runs(trees, ctx, config)
-                    new = [_mcts_row(p, t, pk, config.inference.top_k) for p, t, pk in zip(batch, trees, picks)]
-                else:
-                    if mode == "greedy":
-                        run_chains(trees, ctx, n=1, temperature=0.0)
-                    elif mode in ("maj", "bon"):
-                        run_chains(trees, ctx, n=n)
-                    else:
-                        run_beam(trees, ctx, beam_width=n, per_beam=config.expand.candidates)
-                    new = [_graded_row(p, t, mode) for p, t in zip(batch, trees)]
+        workers = kept or KeptEngine()
+        try:
+            workers.prepare(config, ppm)
+            size = config.batch_problems
+            batches = [(mode, n, todo[i : i + size], config) for i in range(0, len(todo), size)]
+            for _, (new, trees), _ in workers.map(evaluate_task, config, ppm, batches):
                 append_jsonl(path, new)
                 rows += new
                 if on_batch:
                     on_batch(trees)
+        finally:
+            if kept is None:
+                workers.close()
     wanted = {p.id for p in problems}
     rows = [r for r in rows if r["id"] in wanted]
     count = len(rows)
@@ -320,6 +368,23 @@ def evaluate(
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def evaluate_task(ctx: Context, payload: tuple[str, int, list[Problem], RunConfig]) -> tuple[list[dict], list[Tree]]:
+    """One batch of problems solved together without their truth, then graded:
+    the answer rows, and the trees."""
+    mode, n, batch, config = payload
+    trees = [Tree(p.id, p.question, None) for p in batch]
+    if mode == "mcts":
+        picks = _mcts_runs(trees, ctx, config)
+        return [_mcts_row(p, t, pk, config.inference.top_k) for p, t, pk in zip(batch, trees, picks)], trees
+    if mode == "greedy":
+        run_chains(trees, ctx, n=1, temperature=0.0)
+    elif mode in ("maj", "bon"):
+        run_chains(trees, ctx, n=n)
+    else:
+        run_beam(trees, ctx, beam_width=n, per_beam=ctx.config.candidates)
+    return [_graded_row(p, t, mode) for p, t in zip(batch, trees)], trees
 
 
 def _grader(truth: str | None):

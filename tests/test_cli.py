@@ -101,6 +101,26 @@ def test_a_torn_last_line_is_searched_again(tmp_path):
     assert lines[0] == first and len(lines) == 2 and json.loads(lines[1])["id"] == "t1"
 
 
+def test_a_tree_depends_on_its_problem_not_its_batch(searched, tmp_path):
+    """Sampling seeds follow (problem, node), not the engine call: problems
+    searched in other batches, or resumed after a partial run, grow the same
+    trees as in one uninterrupted run."""
+    work, out = searched
+    reference = {json.loads(line)["id"]: line for line in (out / "trees.jsonl").read_text().splitlines()}
+    problems = problems_file(work / "p5.jsonl", PAIRS)
+    args = ["search", "--out", str(tmp_path / "o"), "--preset", "tiny", "mcts.rollouts=6", "batch_problems=2"]
+    rows = problems.read_text().splitlines(keepends=True)
+    partial = tmp_path / "first.jsonl"
+    partial.write_text(rows[4] + rows[1])  # another order, another batch
+    assert runner.invoke(app, [*args, "--problems", str(partial)]).exit_code == 0
+    assert runner.invoke(app, [*args, "--problems", str(problems)]).exit_code == 0  # resumed with the rest
+    lines = (tmp_path / "o" / "trees.jsonl").read_text().splitlines()
+    mine = {json.loads(line)["id"]: line for line in lines}
+    assert len(lines) == 5 and set(mine) == {f"t{i}" for i in range(5)}
+    for pid in reference:
+        assert mine[pid] == reference[pid], pid
+
+
 @pytest.mark.parametrize(
     "content,message",
     [

@@ -107,26 +107,33 @@ def test_rerun_of_a_finished_run_changes_nothing(evolved):
 
 
 def test_killed_mid_round_continues_without_searching_again(tmp_path):
-    """kill -9 during the search, Ctrl-C during policy training, then the same
-    command finishes: finished trees are untouched and not searched again,
-    training resumes from its checkpoint."""
+    """kill -9 during the search, Ctrl-C during policy training, kill -9
+    during PPM training, then the same command finishes: finished trees are
+    untouched and not searched again, training resumes from its checkpoint,
+    and the round ends exactly as an uninterrupted run of it does."""
     workdir = tmp_path / "run"
-    args = [
-        sys.executable,
-        "-m",
-        "rstar.cli",
-        "evolve",
-        "--preset",
-        "tiny",
-        "--workdir",
-        str(workdir),
-        "--rounds",
-        "1",
-        "evolve.pool_size=24",
-        "batch_problems=2",
-        "policy_train.epochs=40",
-        "policy_train.save_steps=2",
-    ]
+
+    def command(folder):
+        return [
+            sys.executable,
+            "-m",
+            "rstar.cli",
+            "evolve",
+            "--preset",
+            "tiny",
+            "--workdir",
+            str(folder),
+            "--rounds",
+            "1",
+            "evolve.pool_size=24",
+            "batch_problems=2",
+            "policy_train.epochs=40",
+            "policy_train.save_steps=2",
+            "ppm_train.epochs=40",
+            "ppm_train.save_steps=2",
+        ]
+
+    args = command(workdir)
     trees = workdir / "round-1" / "search" / "trees.jsonl"
 
     def start():
@@ -164,6 +171,13 @@ def test_killed_mid_round_continues_without_searching_again(tmp_path):
     assert proc.wait(timeout=60) != 0
     assert not (workdir / "round-1" / "policy" / "metrics.json").exists()
 
+    proc = start()
+    checkpoints = workdir / "round-1" / "ppm" / "checkpoints"
+    wait_for(lambda: checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*/trainer_state.json")), proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (workdir / "round-1" / "ppm" / "metrics.json").exists()
+
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     after = trees.read_bytes()
@@ -175,6 +189,18 @@ def test_killed_mid_round_continues_without_searching_again(tmp_path):
     policy = json.loads((workdir / "round-1" / "policy" / "metrics.json").read_text())
     assert policy["resumed"] is True
     assert json.loads((workdir / "round-1" / "metrics.json").read_text())["round"] == 1
+
+    # the same round uninterrupted: the same trees, training data and held-out results
+    again = tmp_path / "again"
+    result = subprocess.run(command(again), cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = sorted((again / "round-1" / "search" / "trees.jsonl").read_bytes().splitlines())
+    assert sorted(after.splitlines()) == lines
+    for data in ("sft.jsonl", "ppm.jsonl"):
+        assert (again / "round-1" / "data" / data).read_bytes() == (workdir / "round-1" / "data" / data).read_bytes()
+    for folder in ("greedy", "sample"):
+        answers = workdir / "round-1" / "eval" / folder / "answers.jsonl"
+        assert sorted(read_jsonl(answers), key=str) == sorted(read_jsonl(again / answers.relative_to(workdir)), key=str)
 
 
 def test_unknown_preset_and_foreign_or_damaged_workdirs(evolved, tmp_path):

@@ -41,6 +41,16 @@ def test_a_request_alone_equals_it_in_a_batch(tiny_engine):
     assert [c.text for c in alone[0]] == [c.text for c in batch[1]]
 
 
+def test_one_seed_per_prompt(tiny_engine):
+    kwargs = dict(n=2, max_tokens=10, temperature=0.9)
+    both = tiny_engine.generate(PROMPTS[:2], seed=[4, 9], **kwargs)
+    first = tiny_engine.generate(PROMPTS[:1], seed=4, **kwargs)
+    second = tiny_engine.generate(PROMPTS[1:2], seed=9, **kwargs)
+    assert [[c.text for c in r] for r in both] == [[c.text for c in r] for r in first + second]
+    with pytest.raises(ValueError, match="one int per prompt"):
+        tiny_engine.generate(PROMPTS[:2], seed=[1], **kwargs)
+
+
 def test_batch_of_different_lengths_equals_one_by_one_greedy(tiny_engine):
     batch = tiny_engine.generate(PROMPTS, max_tokens=16)
     single = [tiny_engine.generate([p], max_tokens=16)[0] for p in PROMPTS]

@@ -51,6 +51,8 @@ def test_n_samples_and_per_request_seeds(vllm_engine):
     assert [c.text for c in alone[0]] == [c.text for c in batch[1]]
     again = vllm_engine.generate(prompts, n=3, stop=STOP, max_tokens=16, temperature=0.8, seed=3)
     other = vllm_engine.generate(prompts, n=3, stop=STOP, max_tokens=16, temperature=0.8, seed=4)
+    mixed = vllm_engine.generate(prompts, n=3, stop=STOP, max_tokens=16, temperature=0.8, seed=[4, 3])
+    assert texts(mixed)[1] == texts(batch)[1] and texts(mixed)[0] == texts(other)[0]
     # Same samples; log-prob sums may differ in the last digits between batches.
     assert texts(again) == texts(batch) and texts(other) != texts(batch)
     for r1, r2 in zip(again, batch):

@@ -168,8 +168,10 @@ def scripted_score(solution: str) -> float:
 
 class ScriptedPolicy:
     tokenizer = None
+    calls = 0
 
     def generate(self, prompts, n=1, stop=(), max_tokens=256, temperature=0.0, top_p=1.0, seed=None):
+        self.calls += 1
         out = []
         for p in prompts:
             head, solution = p.split("\n<|assistant|>: Let's think step by step and solve the problem with code.", 1)
@@ -331,7 +333,7 @@ def test_mcts_matches_the_reference_visit_for_visit(sb, threshold, with_ppm, tru
     assert any(n.step and "rambling" in n.step.text and n.status == "error" for n in nodes)  # ran as code
     assert any(n.n > 1 and not n.terminal and n.parent is not None for n in nodes)  # revisited
     # one engine call per round for all trees: fewer calls than expansions
-    assert ctx.calls < sum(n.expanded for n in nodes)
+    assert ctx.engine.calls < sum(n.expanded for n in nodes)
 
 
 def test_every_terminal_is_in_the_root_at_once_and_failures_stay_local(sb):
@@ -384,14 +386,16 @@ def test_a_node_whose_children_are_all_terminal_becomes_terminal(sb):
 
     class Policy:
         tokenizer = None
+        calls = 0
 
         def generate(self, prompts, n=1, **kw):
+            self.calls += 1
             return [[Completion("\\boxed{42}", END_ANSWER, 1, 0.0)] * n for _ in prompts]
 
     ctx = Context(Policy(), sb, ExpandConfig(candidates=3, prompt_style="sft"))
     run_mcts([t], ctx, MCTSConfig(rollouts=5))
     assert t.root.terminal and t.root.end == EXHAUSTED
-    assert ctx.calls == 1 and len(t.root.children) == 1  # one answer kept of the three
+    assert ctx.engine.calls == 1 and len(t.root.children) == 1  # one answer kept of the three
 
 
 def test_too_deep_ends_a_path_with_minus_one(sb):

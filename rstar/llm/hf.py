@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rstar.llm.models import resolve_model
-from rstar.llm.types import EOS, LENGTH, Completion, check_counts, check_request, cut_at_stop
+from rstar.llm.types import EOS, LENGTH, Completion, Seed, check_counts, check_request, cut_at_stop, seeds_for
 
 
 @dataclass(frozen=True)
@@ -98,14 +98,16 @@ class HFEngine:
         max_tokens: int = 256,
         temperature: float = 0.0,
         top_p: float = 1.0,
-        seed: int | None = None,
+        seed: Seed = None,
     ) -> list[list[Completion]]:
         check_request(prompts, n, stop, max_tokens, temperature, top_p)
+        seeds = seeds_for(seed, len(prompts))
         per_call = max(1, self.config.max_batch_rows // n)
         results: list[list[Completion]] = []
         for start in range(0, len(prompts), per_call):
+            end = start + per_call
             results += self._generate_group(
-                list(prompts[start : start + per_call]), n, list(stop), max_tokens, temperature, top_p, seed
+                list(prompts[start:end]), n, list(stop), max_tokens, temperature, top_p, seeds[start:end]
             )
         return check_counts(results, len(prompts), n)
 
@@ -118,7 +120,7 @@ class HFEngine:
         max_tokens: int,
         temperature: float,
         top_p: float,
-        seed: int | None,
+        seeds: list[int | None],
     ) -> list[list[Completion]]:
         import torch
 
@@ -132,9 +134,7 @@ class HFEngine:
                 mask = mask.repeat_interleave(n, 0)
                 positions = positions.repeat_interleave(n, 0)
             next_pos = positions[:, -1] + 1  # [rows]
-            rows = [
-                _Row(p_index, j, _generator(seed, j, self.device)) for p_index in range(len(prompts)) for j in range(n)
-            ]
+            rows = [_Row(p, j, _generator(seeds[p], j, self.device)) for p in range(len(prompts)) for j in range(n)]
             live = list(range(len(rows)))  # batch position -> row
             longest_stop = max(map(len, stop), default=0)
             while live:

@@ -29,6 +29,20 @@ class Completion:
     logprob: float
 
 
+Seed = int | Sequence[int] | None
+
+
+def seeds_for(seed: Seed, n_prompts: int) -> list[int | None]:
+    """Each prompt's seed: a sampled prompt draws from its own seed, so its
+    completions never depend on which other prompts share the call."""
+    if seed is None or isinstance(seed, int):
+        return [seed] * n_prompts
+    seeds: list[int | None] = list(seed)
+    if len(seeds) != n_prompts or not all(isinstance(s, int) for s in seeds):
+        raise ValueError(f"seed must be an int or one int per prompt ({n_prompts}), got {len(seeds)} values")
+    return seeds
+
+
 class Engine(Protocol):
     """A generation backend. The transformers and vLLM engines give the same
     semantics, so the search never knows which one runs."""
@@ -41,9 +55,10 @@ class Engine(Protocol):
         max_tokens: int = 256,
         temperature: float = 0.0,
         top_p: float = 1.0,
-        seed: int | None = None,
+        seed: Seed = None,
     ) -> list[list[Completion]]:
-        """For each prompt, `n` completions."""
+        """For each prompt, `n` completions. `seed`: one for every prompt, one
+        per prompt, or None (unseeded)."""
         ...
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rstar.llm.models import cache_root, resolve_model
-from rstar.llm.types import EOS, LENGTH, Completion, check_counts, check_request
+from rstar.llm.types import EOS, LENGTH, Completion, Seed, check_counts, check_request, seeds_for
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class VLLMEngineConfig:
         enforce_eager: skip graph compilation (start-up 24-43 s instead of
             100-150 s on a 2-core CPU, at about 0.7x the speed).
         max_model_len: context length to reserve cache for.
+        tensor_parallel_size: GPUs one engine spans (a model larger than one).
     """
 
     model: str = "default"
@@ -37,6 +38,7 @@ class VLLMEngineConfig:
     kv_cache_gib: int = 2
     enforce_eager: bool = True
     max_model_len: int = 4096
+    tensor_parallel_size: int = 1
 
 
 def _cpu_only() -> bool:
@@ -76,6 +78,7 @@ class VLLMEngine:
             enable_prefix_caching=True,
             enforce_eager=config.enforce_eager,
             max_model_len=config.max_model_len,
+            tensor_parallel_size=config.tensor_parallel_size,
             seed=0,
         )
         if cpu:
@@ -116,22 +119,25 @@ class VLLMEngine:
         max_tokens: int = 256,
         temperature: float = 0.0,
         top_p: float = 1.0,
-        seed: int | None = None,
+        seed: Seed = None,
     ) -> list[list[Completion]]:
         from vllm import SamplingParams
 
         check_request(prompts, n, stop, max_tokens, temperature, top_p)
-        params = SamplingParams(
-            n=n,
-            stop=list(stop),
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
-            logprobs=0,
-            skip_special_tokens=False,
-            include_stop_str_in_output=False,
-        )
+        params = [
+            SamplingParams(
+                n=n,
+                stop=list(stop),
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                seed=s,
+                logprobs=0,
+                skip_special_tokens=False,
+                include_stop_str_in_output=False,
+            )
+            for s in seeds_for(seed, len(prompts))
+        ]
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
         eos = self.tokenizer.eos_token or ""
         results = []

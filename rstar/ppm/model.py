@@ -34,6 +34,14 @@ def init_ppm(policy: str, out: str | Path, seed: int = 0) -> Path:
 VALUE_HEAD = "value_head.bin"  # the reference's saved head (train/save_rm.py), beside a causal LM
 
 
+def check_ppm_folder(model: str) -> Path:
+    """The folder of a PPM, or a clear error when it holds none."""
+    path = Path(model)
+    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{model} is not a PPM folder (no config.json or adapter_config.json)")
+    return path
+
+
 class PPMScorer:
     """`score(texts)`: one float in [-1, 1] per partial solution, batched:
     tanh(head output / scale), the reference's scale being 5.
@@ -58,9 +66,7 @@ class PPMScorer:
         import torch
         from transformers import AutoTokenizer
 
-        path = Path(model)
-        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-            raise FileNotFoundError(f"{model} is not a PPM folder (no config.json or adapter_config.json)")
+        path = check_ppm_folder(model)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32

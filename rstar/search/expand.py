@@ -5,6 +5,7 @@ values (MCTS backs them up) is its own business."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -87,7 +88,13 @@ class ExpandConfig:
             "worked example through the tokenizer's chat template), plain (the same without it)"
         },
     )
-    seed: int = field(default=0, metadata={"help": "sampling seed"})
+    seed: int = field(
+        default=0,
+        metadata={
+            "help": "sampling seed: a node's candidates are drawn from (seed, problem id, node id), so a "
+            "problem's tree is the same whichever batch, worker or resumed run searches it"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.prompt_style not in PROMPT_STYLES:
@@ -110,7 +117,6 @@ class Context:
     config: ExpandConfig
     scorer: Scorer | None = None
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    calls: int = 0
     _prompts: dict[str, str] = field(default_factory=dict)
 
     def prompt(self, tree: Tree) -> str:
@@ -119,6 +125,13 @@ class Context:
             tokenizer = getattr(self.engine, "tokenizer", None)
             self._prompts[tree.problem_id] = build_prompt(tree.question, tokenizer, self.config.prompt_style)
         return self._prompts[tree.problem_id]
+
+
+def node_seed(seed: int, problem_id: str, node_id: int) -> int:
+    """The sampling seed of one node's expansion: a stable hash of what
+    identifies it, never of the batch or call it happens to be in."""
+    digest = hashlib.blake2b(f"{seed}\0{problem_id}\0{node_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 2  # < 2**62: every engine takes it
 
 
 def node_text(node: Node) -> str:
@@ -179,7 +192,6 @@ def expand(
     single = cfg.single_answer if single_answer is None else single_answer
     prompts = [ctx.prompt(t) + partial_solution(t, nd) for t, nd in jobs]
     t0 = time.perf_counter()
-    ctx.calls += 1
     completions = ctx.engine.generate(
         prompts,
         n=n,
@@ -187,7 +199,7 @@ def expand(
         max_tokens=cfg.max_step_tokens,
         temperature=cfg.temperature if temperature is None else temperature,
         top_p=cfg.top_p,
-        seed=cfg.seed * 1_000_003 + ctx.calls,
+        seed=[node_seed(cfg.seed, t.problem_id, nd.id) for t, nd in jobs],
     )
     ctx.seconds["generation"] += time.perf_counter() - t0
     if len(completions) != len(jobs):
