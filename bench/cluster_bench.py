@@ -4,7 +4,8 @@ same resources per worker (one engine thread, one sandbox zygote, one CPU).
     python bench/cluster_bench.py [--preset tiny] [--problems toy_train] [--limit 24] [--repeats 3] [key=value ...]
 
 For each setup (plain: this process; ray1, ray2: `--ray local:1`, `local:2`)
-it searches the same problems `--repeats` times into fresh folders and reports
+it searches the same problems `--repeats` times into fresh folders (each worker
+pinned to a core of its own unless --no-pin) and reports
 problems/hour, nodes/s, and the driver's own CPU time as a share of the wall
 (engine and cluster start-up are reported apart, not in the wall). Prints a
 table and writes bench/results/cluster_<preset>.json. Targets (issue 16): on
@@ -37,12 +38,25 @@ from rstar.runs import search_problems  # noqa: E402
 SETUPS = {"plain": "", "ray1": "local:1", "ray2": "local:2"}
 
 
-def one_run(problems, config, ray: str) -> dict:
+def one_run(problems, config, ray: str, pin: bool) -> dict:
+    """One search into a fresh folder. `pin`: each worker (with the sandbox it
+    forks) on a core of its own, and the plain run on one core, so that "one
+    core per worker" holds: unpinned, a worker's engine and its sandbox's
+    children overlap and take about 1.3 cores here."""
     config = dataclasses.replace(config, cluster=dataclasses.replace(config.cluster, ray=ray))
+    everything = os.sched_getaffinity(0)
+    cores = sorted(everything)
     t0 = time.perf_counter()
-    with open_workers(config) as workers, tempfile.TemporaryDirectory() as tmp:
-        cluster_s = time.perf_counter() - t0
-        summary = search_problems(problems, Path(tmp) / "run", config, kept=workers)
+    try:
+        with open_workers(config) as workers, tempfile.TemporaryDirectory() as tmp:
+            if pin:
+                pids = workers.pids() if ray else [os.getpid()]
+                for i, pid in enumerate(pids):
+                    os.sched_setaffinity(pid, {cores[i % len(cores)]})
+            cluster_s = time.perf_counter() - t0
+            summary = search_problems(problems, Path(tmp) / "run", config, kept=workers)
+    finally:
+        os.sched_setaffinity(0, everything)
     run = summary["this_run"]
     return {
         "wall_s": run["wall_s"],
@@ -67,6 +81,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--limit", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--no-pin", action="store_true", help="leave workers unpinned (they then share the cores)")
     parser.add_argument("--out", default=None)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
@@ -78,7 +93,7 @@ def main(argv=None) -> dict:
     runs: dict[str, list[dict]] = {s: [] for s in args.setups}
     for r in range(args.repeats):  # setups interleaved, so drift in the machine's load hits each alike
         for setup in args.setups:
-            runs[setup].append(one_run(problems, config, SETUPS[setup]))
+            runs[setup].append(one_run(problems, config, SETUPS[setup], not args.no_pin))
             print(f"repeat {r + 1}, {setup}: {runs[setup][-1]['wall_s']:.1f} s", flush=True)
 
     rate = {s: [x["problems_per_hour"] for x in runs[s]] for s in runs}
@@ -110,6 +125,7 @@ def main(argv=None) -> dict:
         "problems": args.problems,
         "limit": args.limit,
         "preset": args.preset,
+        "pinned": not args.no_pin,
         "config": config.to_dict(),
         "runs": runs,
         "ratios": ratios,

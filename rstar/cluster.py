@@ -41,7 +41,8 @@ class Worker:
     def prepare(self, config: RunConfig, ppm: str | None) -> float:
         return self.kept.prepare(config, ppm)
 
-    def run(self, task, config: RunConfig, ppm: str | None, payload):
+    def run(self, shared: tuple, ppm: str | None, payload):
+        task, config = shared
         ctx = self.kept.context(config, self.kept.scorer(ppm, config))
         return task(ctx, payload), dict(ctx.seconds)
 
@@ -112,11 +113,12 @@ class RayWorkers:
         queued on each; yields (index, result, seconds) as they finish."""
         todo = deque(enumerate(payloads))
         running: dict = {}
+        shared = self._ray.put((task, config))  # sent to each worker once, not with every batch
 
         def submit(actor) -> None:
             if todo:
                 i, payload = todo.popleft()
-                running[actor.run.remote(task, config, ppm, payload)] = (i, actor)
+                running[actor.run.remote(shared, ppm, payload)] = (i, actor)
 
         for actor in self.actors:
             for _ in range(self.in_flight):
