@@ -17,18 +17,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from report import save_report  # noqa: E402
+from report import save_report, search_run_fields  # noqa: E402
 
 from rstar.cluster import open_workers  # noqa: E402
 from rstar.config import load_config  # noqa: E402
@@ -120,11 +118,7 @@ def main(argv=None) -> dict:
                 f"{a} / {b} throughput: {spread(per_repeat)} (per repeat: {', '.join(f'{v:.2f}' for v in per_repeat)})"
             )
     report = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "problems": args.problems,
-        "limit": args.limit,
-        "preset": args.preset,
+        **search_run_fields(args),
         "pinned": not args.no_pin,
         "config": config.to_dict(),
         "runs": runs,

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from report import save_report  # noqa: E402
+from report import save_report, search_run_fields  # noqa: E402
 
 from rstar.config import load_config  # noqa: E402
 from rstar.data import load_problems  # noqa: E402
@@ -56,11 +54,7 @@ def main(argv=None) -> dict:
         print(f"| {name} | {sec:.2f} | {sec / wall:.1%} |")
     print(f"| wall | {wall:.2f} | 100% |")
     report = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "problems": args.problems,
-        "limit": args.limit,
-        "preset": args.preset,
+        **search_run_fields(args),
         "config": config.to_dict(),
         "summary": summary,
         "phases": phases,

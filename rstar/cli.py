@@ -257,9 +257,9 @@ def train(
     base: str | None = typer.Option(None, help="the model to start from (default: the preset's)"),
     overrides: list[str] | None = typer.Argument(None, help="section.key=value overrides"),
 ):
-    """Fine-tune the policy or train the PPM."""
-    from rstar.policy_train import train_policy
-    from rstar.ppm.train import train_ppm
+    """Fine-tune the policy or train the PPM (on several processes or GPUs with
+    launch.processes=N, and launch.accelerate_config=FILE for FSDP / ZeRO-3)."""
+    from rstar.launch import LaunchError, train
     from rstar.training import DataFileError
 
     if what not in ("policy", "ppm"):
@@ -274,11 +274,8 @@ def train(
     settings = getattr(config, section)
     _check_model(settings.base)
     try:
-        if what == "policy":
-            metrics = train_policy(data, out, settings)
-        else:
-            metrics = train_ppm(data, out, settings)
-    except DataFileError as exc:
+        metrics = train(what, data, out, settings, config.launch)
+    except (DataFileError, LaunchError, ValueError) as exc:
         _fail(str(exc))
     summary = f"{what}: {metrics['steps']} steps, final loss {metrics['losses'][-1]:.4f}"
     if metrics["skipped_too_long"]:
@@ -304,6 +301,7 @@ def evolve(
     from rstar.config import load_config
     from rstar.data import ProblemFileError
     from rstar.evolve import evolve as run_evolve
+    from rstar.launch import LaunchError
     from rstar.training import DataFileError
 
     try:
@@ -322,7 +320,7 @@ def evolve(
                 log=lambda msg: console.print(f"[dim]{time.perf_counter() - started:6.0f}s[/dim] {msg}"),
                 workers=workers,
             )
-    except (ValueError, FileNotFoundError, ProblemFileError, DataFileError) as exc:
+    except (ValueError, FileNotFoundError, ProblemFileError, DataFileError, LaunchError) as exc:
         _fail(str(exc))
     Console().print(_evolve_table(result["rounds"]))
     console.print(f"report: {result['report']}")

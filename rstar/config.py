@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from rstar.extract import ExtractConfig
+from rstar.launch import LaunchSettings
 from rstar.policy_train import PolicyTrainConfig
 from rstar.ppm.train import PPMTrainConfig
 from rstar.prompts import PROMPT_STYLES
@@ -190,6 +191,7 @@ class RunConfig:
     batch_problems: int = field(default=8, metadata={"help": "problems whose trees advance together"})
     evolve: EvolveSettings = field(default_factory=EvolveSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    launch: LaunchSettings = field(default_factory=LaunchSettings)
 
     def __post_init__(self) -> None:
         if self.engine.kind not in ("hf", "vllm"):

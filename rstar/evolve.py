@@ -210,6 +210,7 @@ def run_round(
                 folder / "data" / "sft.jsonl",
                 "policy",
                 dataclasses.replace(config.policy_train, base=start_from),
+                config,
             )
         policy, tuned = str((folder / "policy").resolve()), True
     else:
@@ -218,7 +219,11 @@ def run_round(
         with seconds.phase("ppm"):
             log(f"round {k}: training the PPM from {policy} on {pairs} pairs")
             ppm_metrics = _train(
-                folder / "ppm", folder / "data" / "ppm.jsonl", "ppm", dataclasses.replace(config.ppm_train, base=policy)
+                folder / "ppm",
+                folder / "data" / "ppm.jsonl",
+                "ppm",
+                dataclasses.replace(config.ppm_train, base=policy),
+                config,
             )
         ppm = str((folder / "ppm").resolve())
     else:
@@ -396,17 +401,13 @@ def _counter(what: str, log):
     return on_batch
 
 
-def _train(out: Path, data: Path, what: str, settings) -> dict:
+def _train(out: Path, data: Path, what: str, settings, config: RunConfig) -> dict:
     done = out / "metrics.json"
     if done.exists():
         return _load_json(done)
-    if what == "policy":
-        from rstar.policy_train import train_policy
+    from rstar.launch import train
 
-        return train_policy(data, out, settings)
-    from rstar.ppm.train import train_ppm
-
-    return train_ppm(data, out, settings)
+    return train(what, data, out, settings, config.launch)
 
 
 def _train_summary(metrics: dict | None) -> dict | None:

@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rstar import training
 from rstar.llm.models import resolve_model
 from rstar.prompts import record_prompt_style
 from rstar.training import DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer, read_records
@@ -54,24 +55,7 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
     torch.manual_seed(config.seed)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if config.bf16 else torch.float32)
     checkpoints = out / "checkpoints"
-    args = SFTConfig(
-        output_dir=str(checkpoints),
-        per_device_train_batch_size=config.batch_size,
-        num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate,
-        max_length=config.max_length,
-        completion_only_loss=True,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=2,
-        report_to=[],
-        seed=config.seed,
-        bf16=config.bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
-        disable_tqdm=not progress,
-        use_cpu=not torch.cuda.is_available(),
-    )
+    args = SFTConfig(**training.trainer_arguments(config, checkpoints, progress), completion_only_loss=True)
     lora = LoraConfig(
         task_type="CAUSAL_LM",
         r=config.lora_r,
@@ -84,21 +68,23 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
     )
     resume = last_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=resume)
-    trainer.model.save_pretrained(out / "adapter")
-    tokenizer.save_pretrained(out / "adapter")
-    record_prompt_style(out / "adapter", "sft")  # rstar search/eval --policy prompt it as trained
-    if config.merge:
-        trainer.model.merge_and_unload().save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        record_prompt_style(out, "sft")
     metrics = {
         "examples": len(rows),
         "skipped_too_long": too_long,
         "train_loss": result.training_loss,
         "steps": result.global_step,
         "resumed": resume is not None,
+        "processes": trainer.args.world_size,
         "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
         "config": asdict(config),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if trainer.is_world_process_zero():  # under a launcher, one process writes
+        trainer.model.save_pretrained(out / "adapter")
+        tokenizer.save_pretrained(out / "adapter")
+        record_prompt_style(out / "adapter", "sft")  # rstar search/eval --policy prompt it as trained
+        if config.merge:
+            trainer.model.merge_and_unload().save_pretrained(out)
+            tokenizer.save_pretrained(out)
+            record_prompt_style(out, "sft")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -3,6 +3,7 @@ reading their JSONL data with clear errors."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,40 @@ class LoraTrainConfig:
     bf16: bool = field(default=False, metadata={"help": "bfloat16 (GPU)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     seed: int = field(default=0, metadata={"help": "data order, split and initialisation"})
+
+
+def per_process_batch(batch_size: int) -> int:
+    """Each training process's share of a step's examples: under a launcher
+    (`rstar.launch`) `batch_size` is the step's total, as in one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} does not split among {world} processes")
+    return batch_size // world
+
+
+def trainer_arguments(config: LoraTrainConfig, checkpoints: Path, progress: bool) -> dict:
+    """The TRL trainer arguments both recipes share (checkpoints every
+    `save_steps`, the last two kept; a step's batch split among processes)."""
+    import torch
+
+    return dict(
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=per_process_batch(config.batch_size),
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        max_length=config.max_length,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        report_to=[],
+        seed=config.seed,
+        bf16=config.bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        disable_tqdm=not progress,
+        use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,  # every LoRA weight (and the PPM's head) is used in every step
+    )
 
 
 def load_tokenizer(base: str):

@@ -56,6 +56,7 @@ def cluster():
     port, dashboard = free_port(), free_port()
     start = [RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=1"]
     start += [f"--dashboard-port={dashboard}", "--include-dashboard=true", "--disable-usage-stats"]
+    start += [f"--object-store-memory={256 * 2**20}"]
     subprocess.run(start, check=True, capture_output=True, timeout=120)
     try:
         yield f"127.0.0.1:{port}"

@@ -242,6 +242,29 @@ def test_train_command(tmp_path):
     assert result.exit_code == 2 and "no pairs" in result.output
 
 
+def test_two_training_processes_write_loadable_models_and_resume(tmp_path):
+    """`launch.processes=2`: DDP over gloo on the CPU (torchrun), the batch split
+    between the processes, one of them writing; a rerun resumes."""
+    from peft import AutoPeftModelForCausalLM
+
+    from rstar.launch import LaunchSettings, train
+
+    two = LaunchSettings(processes=2)
+    sft = write_sft(tmp_path / "sft.jsonl", n=16)
+    m = train("policy", sft, tmp_path / "policy", PolicyTrainConfig(**{**SFT_CFG.__dict__, "epochs": 1.0}), two)
+    assert m["processes"] == 2 and m["steps"] == 4 and not m["resumed"]  # 16 examples, 4 per step in all
+    AutoPeftModelForCausalLM.from_pretrained(tmp_path / "policy" / "adapter")
+    (tmp_path / "policy" / "metrics.json").unlink()
+    again = train("policy", sft, tmp_path / "policy", PolicyTrainConfig(**{**SFT_CFG.__dict__, "epochs": 2.0}), two)
+    assert again["resumed"] and again["steps"] == 8 and again["losses"][:4] == m["losses"]
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n=20, too_long=0)
+    ppm = train("ppm", pairs, tmp_path / "ppm", PPM_CFG, two)
+    assert ppm["processes"] == 2 and 0 <= ppm["eval_pairwise_accuracy"] <= 1
+    assert len(PPMScorer(str(tmp_path / "ppm")).score(["x = 1<end_of_step>"])) == 1
+    with pytest.raises(ValueError, match="does not split among 3 processes"):
+        train("ppm", pairs, tmp_path / "x", PPM_CFG, LaunchSettings(processes=3))
+
+
 def test_resume_passes_over_a_checkpoint_cut_short(tmp_path):
     """A kill while the trainer writes a checkpoint leaves a folder without
     trainer_state.json (written last): resume from the one before."""

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rstar import training
 from rstar.llm.models import resolve_model
 from rstar.training import DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer, read_records
 
@@ -58,23 +59,7 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     )
     model.config.pad_token_id = tokenizer.pad_token_id
     checkpoints = out / "checkpoints"
-    args = RewardConfig(
-        output_dir=str(checkpoints),
-        per_device_train_batch_size=config.batch_size,
-        num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate,
-        max_length=config.max_length,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=2,
-        report_to=[],
-        seed=config.seed,
-        bf16=config.bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
-        disable_tqdm=not progress,
-        use_cpu=not torch.cuda.is_available(),
-    )
+    args = RewardConfig(**training.trainer_arguments(config, checkpoints, progress))
     lora = LoraConfig(
         task_type="SEQ_CLS",
         r=config.lora_r,
@@ -90,6 +75,8 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     resume = last_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=resume)
 
+    if not trainer.is_world_process_zero():  # under a launcher, one process writes and evaluates
+        return {"steps": result.global_step, "resumed": resume is not None}
     trained = trainer.model
     trained.save_pretrained(out / "adapter")
     tokenizer.save_pretrained(out / "adapter")
@@ -105,6 +92,7 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
         "train_loss": result.training_loss,
         "steps": result.global_step,
         "resumed": resume is not None,
+        "processes": trainer.args.world_size,
         "eval_pairwise_accuracy": accuracy,
         "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
         "config": asdict(config),
