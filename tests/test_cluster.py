@@ -39,6 +39,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _ray_agent(pid: int) -> bool:
+    return any(name in _cmdline(pid) for name in ("ray::DashboardAgent", "ray::RuntimeEnvAgent"))
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """12 toy problems searched in this process, the trees every scale must give."""
@@ -102,6 +113,28 @@ def test_a_killed_worker_is_replaced_and_nothing_is_lost(reference, cluster, tmp
     restarted = list_actors(address=cluster, filters=[("actor_id", "=", victim.actor_id)], detail=True)
     assert restarted[0].num_restarts >= 1
     assert sandbox_processes and wait_gone(sandbox_processes)  # the dead worker's sandbox went with it
+
+
+def test_a_driver_killed_with_minus_9_resumes(reference, tmp_path):
+    problems, lines = reference
+    out = tmp_path / "driver"
+    args = ["search", "--problems", str(problems), "--out", str(out), "--preset", "tiny", "--ray", "local:2"]
+    proc = subprocess.Popen([sys.executable, "-m", "rstar.cli", *args, "batch_problems=1"], cwd=ROOT)
+    trees = out / "trees.jsonl"
+    deadline = time.monotonic() + 300
+    while not (trees.exists() and trees.read_text().count("\n") >= 3):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    spawned = {pid for pid in descendants(proc.pid) if not _ray_agent(pid)}
+    assert any("ray::Worker" in _cmdline(pid) for pid in spawned)
+    proc.kill()
+    proc.wait()
+    # the workers, their sandboxes and the cluster die with the driver (Ray's
+    # two agents follow on their own timer, a minute or so later)
+    assert wait_gone(spawned, timeout=30)
+    result = rstar(*args, "batch_problems=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert tree_lines(out) == lines
 
 
 def test_bad_cluster_settings_are_refused_before_anything_is_written(reference, cluster, tmp_path):
