@@ -32,7 +32,7 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip install -q)
-"${pip[@]}" --upgrade pip "setuptools>=68" wheel "Cython>=3.0"
+"${pip[@]}" --upgrade pip "setuptools>=77" wheel "Cython>=3.0"
 # PyTorch, pinned (this machine kind serves its CPU build from local disk; an
 # unpinned torch pulls a multi-GB CUDA build).
 "${pip[@]}" "torch==2.13.0"
