@@ -31,7 +31,7 @@ from report import save_report, search_run_fields  # noqa: E402
 from rstar.cluster import open_workers  # noqa: E402
 from rstar.config import load_config  # noqa: E402
 from rstar.data import load_problems  # noqa: E402
-from rstar.runs import search_problems  # noqa: E402
+from rstar.runs.search import search_problems  # noqa: E402
 
 SETUPS = {"plain": "", "ray1": "local:1", "ray2": "local:2"}
 

@@ -46,24 +46,18 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from report import save_report  # noqa: E402
 
-from rstar.config import load_config  # noqa: E402
+from rstar.config import load_config, with_policy  # noqa: E402
 from rstar.data import load_problems  # noqa: E402
 from rstar.evolve import majority  # noqa: E402
-from rstar.extract import PairCounts, ppm_pairs, sft_records  # noqa: E402
 from rstar.prompts import sft_prompt  # noqa: E402
-from rstar.runs import (  # noqa: E402
-    KeptEngine,
-    evaluate,
-    read_jsonl,
-    read_trees,
-    search_context,
-    search_problems,
-    with_policy,
-    write_atomic,
-)
+from rstar.runs.evaluate import evaluate  # noqa: E402
+from rstar.runs.search import search_problems  # noqa: E402
+from rstar.runs.store import read_jsonl, read_trees, write_atomic  # noqa: E402
+from rstar.runs.workers import KeptEngine, search_context  # noqa: E402
 from rstar.search.chains import run_chains, terminals, weight  # noqa: E402
 from rstar.search.expand import partial_solution  # noqa: E402
 from rstar.search.tree import Tree  # noqa: E402
+from rstar.train.extract import PairCounts, ppm_pairs, sft_records  # noqa: E402
 
 
 def se(p: float, n: int) -> float:
@@ -236,9 +230,9 @@ def main(argv=None) -> dict:
     splits = {"bootstrap": stage_data(work / "data", trees, config, args.seed)}
 
     # 3. policy (as round 1)
-    from rstar.policy_train import train_policy
     from rstar.ppm.model import PPMScorer
-    from rstar.ppm.train import train_ppm
+    from rstar.train.policy import train_policy
+    from rstar.train.ppm import train_ppm
 
     t0 = time.perf_counter()
     policy = work / "policy"

@@ -46,8 +46,8 @@ def run_one(kind: str, base: str, n: int, out: str) -> dict:
     from transformers import AutoTokenizer
 
     from rstar.llm.models import resolve_model
-    from rstar.policy_train import PolicyTrainConfig, train_policy
-    from rstar.ppm.train import PPMTrainConfig, train_ppm
+    from rstar.train.policy import PolicyTrainConfig, train_policy
+    from rstar.train.ppm import PPMTrainConfig, train_ppm
 
     tok = AutoTokenizer.from_pretrained(resolve_model(base))
     data = os.path.join(out, f"{kind}.jsonl")

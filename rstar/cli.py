@@ -32,9 +32,8 @@ def _config(preset: str, overrides: list[str], policy: str | None, **direct):
     expand.prompt_style, engine.kind or engine.int8 override wins."""
     import dataclasses
 
-    from rstar.config import load_config
+    from rstar.config import load_config, with_policy
     from rstar.prompts import prompt_style_of
-    from rstar.runs import with_policy
 
     overrides = list(overrides or [])
     try:
@@ -107,7 +106,7 @@ def search(
 ):
     """MCTS data synthesis: one tree per problem, every step verified in the sandbox.
     An interrupted run continues where it stopped."""
-    from rstar.runs import search_problems
+    from rstar.runs.search import search_problems
 
     config = _config(preset, overrides, policy, **{"cluster.ray": ray})
     items = _problems(problems, limit)
@@ -156,7 +155,7 @@ def evaluate_cmd(
     overrides: list[str] | None = typer.Argument(None, help="section.key=value overrides"),
 ):
     """Solve a benchmark without its answers, then grade with math-verify."""
-    from rstar.runs import evaluate
+    from rstar.runs.evaluate import evaluate
 
     config = _config(
         preset, overrides, policy, **{"inference.runs": runs, "inference.top_k": top_k, "cluster.ray": ray}
@@ -217,9 +216,9 @@ def extract(
     """Training data from search trees, as the reference extracts it."""
     import json
 
-    from rstar.extract import PairCounts, describe_counts, ppm_pairs, sft_records
-    from rstar.official import official_text, pairs_to_official, sft_to_official
-    from rstar.runs import read_trees, write_atomic
+    from rstar.runs.store import read_trees, write_atomic
+    from rstar.train.extract import PairCounts, describe_counts, ppm_pairs, sft_records
+    from rstar.train.official import official_text, pairs_to_official, sft_to_official
 
     if kind not in ("sft", "ppm"):
         _fail(f"unknown kind {kind!r}: sft or ppm")
@@ -259,8 +258,8 @@ def train(
 ):
     """Fine-tune the policy or train the PPM (on several processes or GPUs with
     launch.processes=N, and launch.accelerate_config=FILE for FSDP / ZeRO-3)."""
-    from rstar.launch import LaunchError, train
-    from rstar.training import DataFileError
+    from rstar.train.common import DataFileError
+    from rstar.train.launch import LaunchError, train
 
     if what not in ("policy", "ppm"):
         _fail(f"unknown target {what!r}: policy or ppm")
@@ -301,8 +300,8 @@ def evolve(
     from rstar.config import load_config
     from rstar.data import ProblemFileError
     from rstar.evolve import evolve as run_evolve
-    from rstar.launch import LaunchError
-    from rstar.training import DataFileError
+    from rstar.train.common import DataFileError
+    from rstar.train.launch import LaunchError
 
     try:
         config = load_config(preset, overrides or [], **{"evolve.rounds": rounds, "cluster.ray": ray})

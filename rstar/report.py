@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from rstar.config import RunConfig
-from rstar.runs import write_atomic
+from rstar.runs.store import write_atomic
 
 
 def write_report(workdir: Path, rounds: list[dict], config: RunConfig, preset: str) -> Path:

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rstar.cli import app
-from rstar.runs import read_trees
+from rstar.runs.store import read_trees
 from rstar.search.expand import program_steps
 from rstar.search.tree import ANSWERED, FAILED_ENDS
 from rstar.steps import FINAL_CODE, STEP

@@ -17,11 +17,14 @@ import pytest
 from typer.testing import CliRunner
 
 from rstar.cli import app
-from rstar.config import load_config
+from rstar.config import load_config, with_policy
 from rstar.data import load_problems
 from rstar.evolve import answer_pair_accuracy, sample_curves
-from rstar.ppm.train import split_by_problem
-from rstar.runs import KeptEngine, evaluate, read_jsonl, read_trees, summarize, with_policy
+from rstar.runs.evaluate import evaluate
+from rstar.runs.search import summarize
+from rstar.runs.store import read_jsonl, read_trees
+from rstar.runs.workers import KeptEngine
+from rstar.train.ppm import split_by_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 

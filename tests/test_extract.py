@@ -7,14 +7,14 @@ import json
 from typer.testing import CliRunner
 
 from rstar.cli import app
-from rstar.extract import ExtractConfig, PairCounts, ppm_pairs, sft_records
-from rstar.official import pairs_to_official, sft_to_official
 from rstar.prompts import sft_prompt
-from rstar.runs import append_trees
+from rstar.runs.store import append_trees
 from rstar.search.expand import node_text
 from rstar.search.tree import ANSWERED, CODE_ERRORS, TOO_DEEP, Tree
 from rstar.steps import END_ANSWER, END_CODE, END_STEP, FINAL_ANSWER, FINAL_CODE, STEP, Step
-from rstar.training import read_records
+from rstar.train.common import read_records
+from rstar.train.extract import ExtractConfig, PairCounts, ppm_pairs, sft_records
+from rstar.train.official import pairs_to_official, sft_to_official
 
 Q = "What is 6 * 7?"
 

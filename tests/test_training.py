@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from rstar.llm.models import resolve_model
-from rstar.policy_train import PolicyTrainConfig, train_policy
 from rstar.ppm.model import PPMScorer, init_ppm
-from rstar.ppm.train import PPMTrainConfig, train_ppm
-from rstar.training import DataFileError
+from rstar.train.common import DataFileError
+from rstar.train.policy import PolicyTrainConfig, train_policy
+from rstar.train.ppm import PPMTrainConfig, train_ppm
 
 PPM_CFG = PPMTrainConfig(base="tiny", epochs=3, learning_rate=5e-3, batch_size=8, max_length=256, save_steps=5)
 SFT_CFG = PolicyTrainConfig(base="tiny", epochs=2, learning_rate=3e-3, batch_size=4, max_length=256, save_steps=3)
@@ -247,7 +247,7 @@ def test_two_training_processes_write_loadable_models_and_resume(tmp_path):
     between the processes, one of them writing; a rerun resumes."""
     from peft import AutoPeftModelForCausalLM
 
-    from rstar.launch import LaunchSettings, train
+    from rstar.train.launch import LaunchSettings, train
 
     two = LaunchSettings(processes=2)
     sft = write_sft(tmp_path / "sft.jsonl", n=16)
@@ -268,7 +268,7 @@ def test_two_training_processes_write_loadable_models_and_resume(tmp_path):
 def test_resume_passes_over_a_checkpoint_cut_short(tmp_path):
     """A kill while the trainer writes a checkpoint leaves a folder without
     trainer_state.json (written last): resume from the one before."""
-    from rstar.training import last_checkpoint
+    from rstar.train.common import last_checkpoint
 
     assert last_checkpoint(tmp_path) is None
     for step, complete in ((2, True), (10, True), (12, False)):

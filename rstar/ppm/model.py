@@ -10,20 +10,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rstar.llm.models import resolve_model
+from rstar.train.common import load_tokenizer
 
 
 def init_ppm(policy: str, out: str | Path, seed: int = 0) -> Path:
     """A PPM that starts from `policy`: same backbone, a fresh scalar head.
     Training (the pairwise loss) is what makes its scores mean something."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     path = resolve_model(policy)
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     out = Path(out)
     model.save_pretrained(out)
@@ -64,7 +63,6 @@ class PPMScorer:
         self, model: str, device: str = "auto", batch_size: int = 16, max_length: int = 2048, scale: float = 5.0
     ):
         import torch
-        from transformers import AutoTokenizer
 
         path = check_ppm_folder(model)
         if device == "auto":
@@ -82,11 +80,9 @@ class PPMScorer:
             from transformers import AutoModelForSequenceClassification
 
             net = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer = load_tokenizer(str(path))
         self.tokenizer.padding_side = "right"
         self.tokenizer.truncation_side = "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         net.config.pad_token_id = self.tokenizer.pad_token_id
         self.model = net.to(device).eval()
         self.device, self.batch_size, self.max_length, self.scale = device, batch_size, max_length, scale

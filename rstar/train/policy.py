@@ -8,10 +8,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rstar import training
 from rstar.llm.models import resolve_model
 from rstar.prompts import record_prompt_style
-from rstar.training import DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer, read_records
+from rstar.train import common
+from rstar.train.common import DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer, read_records
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
     torch.manual_seed(config.seed)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if config.bf16 else torch.float32)
     checkpoints = out / "checkpoints"
-    args = SFTConfig(**training.trainer_arguments(config, checkpoints, progress), completion_only_loss=True)
+    args = SFTConfig(**common.trainer_arguments(config, checkpoints, progress), completion_only_loss=True)
     lora = LoraConfig(
         task_type="CAUSAL_LM",
         r=config.lora_r,

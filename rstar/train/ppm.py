@@ -10,9 +10,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rstar import training
 from rstar.llm.models import resolve_model
-from rstar.training import DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer, read_records
+from rstar.train import common
+from rstar.train.common import DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer, read_records
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     )
     model.config.pad_token_id = tokenizer.pad_token_id
     checkpoints = out / "checkpoints"
-    args = RewardConfig(**training.trainer_arguments(config, checkpoints, progress))
+    args = RewardConfig(**common.trainer_arguments(config, checkpoints, progress))
     lora = LoraConfig(
         task_type="SEQ_CLS",
         r=config.lora_r,

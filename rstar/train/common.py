@@ -35,7 +35,7 @@ class LoraTrainConfig:
 
 def per_process_batch(batch_size: int) -> int:
     """Each training process's share of a step's examples: under a launcher
-    (`rstar.launch`) `batch_size` is the step's total, as in one process."""
+    (`rstar.train.launch`) `batch_size` is the step's total, as in one process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} does not split among {world} processes")
@@ -99,7 +99,7 @@ def read_records(path: Path, fields: tuple[str, ...], what: str) -> list[dict]:
     Raises:
         DataFileError: missing file, a malformed line, a missing field, no records.
     """
-    from rstar.official import is_official, pair_from_official, read_rows, sft_from_official
+    from rstar.train.official import is_official, pair_from_official, read_rows, sft_from_official
 
     path = Path(path)
     if not path.is_file():

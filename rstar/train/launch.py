@@ -9,7 +9,7 @@ in both: every process trains on its share of each batch, the main process
 alone writes the adapter, the merged weights and metrics.json, and a rerun
 resumes from the last checkpoint.
 
-    python -m rstar.launch policy|ppm DATA OUT SETTINGS_JSON   (what the launcher runs)
+    python -m rstar.train.launch policy|ppm DATA OUT SETTINGS_JSON   (what the launcher runs)
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ class LaunchError(RuntimeError):
 
 
 def _recipes():
-    from rstar.policy_train import PolicyTrainConfig, train_policy
-    from rstar.ppm.train import PPMTrainConfig, train_ppm
+    from rstar.train.policy import PolicyTrainConfig, train_policy
+    from rstar.train.ppm import PPMTrainConfig, train_ppm
 
     return {"policy": (train_policy, PolicyTrainConfig), "ppm": (train_ppm, PPMTrainConfig)}
 
@@ -63,7 +63,7 @@ def train(what: str, data: Path, out: Path, settings, launch: LaunchSettings) ->
         return recipe(data, out, settings)
     if settings.batch_size % launch.processes:
         raise ValueError(f"batch_size {settings.batch_size} does not split among {launch.processes} processes")
-    command = _launcher(launch) + ["-m", "rstar.launch", what, str(data), str(out)]
+    command = _launcher(launch) + ["-m", "rstar.train.launch", what, str(data), str(out)]
     command.append(json.dumps(dataclasses.asdict(settings)))
     result = subprocess.run(command)
     if result.returncode != 0:
