@@ -54,7 +54,8 @@ from rstar.runs.evaluate import evaluate  # noqa: E402
 from rstar.runs.search import search_problems  # noqa: E402
 from rstar.runs.store import read_jsonl, read_trees, write_atomic  # noqa: E402
 from rstar.runs.workers import KeptEngine, search_context  # noqa: E402
-from rstar.search.chains import run_chains, terminals, weight  # noqa: E402
+from rstar.search.answers import terminals, weight  # noqa: E402
+from rstar.search.chains import run_chains  # noqa: E402
 from rstar.search.expand import partial_solution  # noqa: E402
 from rstar.search.tree import Tree  # noqa: E402
 from rstar.train.extract import PairCounts, ppm_pairs, sft_records  # noqa: E402

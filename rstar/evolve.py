@@ -32,7 +32,7 @@ from rstar.runs.evaluate import evaluate
 from rstar.runs.search import search_problems
 from rstar.runs.store import claim, read_jsonl, read_trees, write_atomic
 from rstar.runs.workers import KeptEngine, Workers
-from rstar.search.chains import majority
+from rstar.search.answers import majority
 from rstar.search.tree import Tree
 from rstar.train.extract import PairCounts, describe_counts, ppm_pairs, sft_records
 

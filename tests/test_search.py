@@ -14,7 +14,9 @@ import pytest
 
 from rstar.llm.types import Completion
 from rstar.prompts import sft_prompt
-from rstar.search.chains import best_valued, majority_answer, run_beam, run_chains, top_k_vote
+from rstar.search.answers import best_valued, majority_answer, top_k_vote
+from rstar.search.beam import run_beam
+from rstar.search.chains import run_chains
 from rstar.search.expand import Context, ExpandConfig, expand, node_text, program_steps
 from rstar.search.mcts import MCTSConfig, run_mcts
 from rstar.search.select import select_child, uct

@@ -1,14 +1,11 @@
-"""Cheaper searches: independent chains (greedy, majority vote, best-of-N) and
-step beam search with a PPM (the reference's `agents/beam_search.py`)."""
+"""Independent chains: every problem's root gets n samples and every later
+node one (greedy decoding at temperature 0 with n = 1), as majority vote and
+best-of-N need."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from rstar.grading import is_equivalent
 from rstar.search.expand import Context, expand
-from rstar.search.tree import ANSWERED, EXHAUSTED, Node, Tree
+from rstar.search.tree import Tree
 
 
 def run_chains(trees: list[Tree], ctx: Context, n: int, temperature: float | None = None) -> None:
@@ -20,122 +17,3 @@ def run_chains(trees: list[Tree], ctx: Context, n: int, temperature: float | Non
     )
     while heads := [(t, nd) for t, nd in heads if not nd.terminal]:
         heads = expand(heads, ctx, n=1, temperature=temperature, score="terminals", single_answer=False)
-
-
-def run_beam(trees: list[Tree], ctx: Context, beam_width: int, per_beam: int) -> None:
-    """Step beam search as the reference does it: every beam gets `per_beam`
-    candidates, the PPM scores them all, each answer among them takes one
-    beam away for good, and the best-scored candidates fill the beams left
-    (a terminal one that makes the cut holds its beam for this step and is
-    not continued). The answer is the best-scored one (`best_answer`)."""
-    if ctx.scorer is None:
-        raise ValueError("step beam search needs a PPM (--ppm)")
-    beams = {t.problem_id: [t.root] for t in trees}
-    width = {t.problem_id: beam_width for t in trees}
-    live = list(trees)
-    while live:
-        new = expand([(t, b) for t in live for b in beams[t.problem_id]], ctx, n=per_beam)
-        candidates: dict[str, list[Node]] = {t.problem_id: [] for t in live}
-        for t, nd in new:
-            candidates[t.problem_id].append(nd)
-            if nd.end == ANSWERED:
-                width[t.problem_id] -= 1
-        still = []
-        for t in live:
-            ranked = sorted(candidates[t.problem_id], key=_ppm, reverse=True)
-            keep = [nd for nd in ranked[: max(width[t.problem_id], 0)] if not nd.terminal]
-            if keep:
-                beams[t.problem_id] = keep
-                still.append(t)
-        live = still
-
-
-# -- picking the answer of a tree -------------------------------------------
-
-
-def terminals(tree: Tree) -> list[Node]:
-    """The nodes where a solution ended (answers and failures; not the nodes
-    MCTS found exhausted), in sampling order: by the root child they descend
-    from, then by id. Every answer picker breaks ties in this order."""
-    ends = [n for n in tree.nodes if n.terminal and n.end != EXHAUSTED]
-    return sorted(ends, key=lambda n: (tree.path(n)[0].id, n.id))
-
-
-def answers(tree: Tree) -> list[Node]:
-    return [n for n in terminals(tree) if n.answer is not None]
-
-
-def weight(tree: Tree, node: Node) -> int:
-    """How many sampled solutions a terminal stands for (merged duplicates)."""
-    w = 1
-    for x in tree.path(node):
-        w *= x.samples
-    return w
-
-
-def _ppm(node: Node) -> float:
-    """A node's PPM score (every candidate of a PPM-guided search has one)."""
-    if node.ppm is None:
-        raise ValueError(f"node {node.id} has no PPM score")
-    return node.ppm
-
-
-def majority(votes: Sequence[tuple[str, float]]) -> str | None:
-    """The answer with the most votes, equivalent answers grouped; ties go to
-    the answer seen first."""
-    groups: list[list[Any]] = []
-    for answer, count in votes:
-        for g in groups:
-            if answer == g[0] or is_equivalent(answer, g[0]):
-                g[1] += count
-                break
-        else:
-            groups.append([answer, count])
-    return str(max(groups, key=lambda g: g[1])[0]) if groups else None
-
-
-def majority_answer(tree: Tree) -> str | None:
-    """The most frequent answer among the sampled solutions."""
-    return majority([(n.answer, weight(tree, n)) for n in answers(tree) if n.answer is not None])
-
-
-def samples(tree: Tree) -> list[dict[str, Any]]:
-    """The sampled solutions of a chains tree in sampling order, one entry per
-    sample (a merged duplicate repeated), with answer, PPM score and
-    correctness (None without a ground truth); a failed solution has no answer."""
-    out = []
-    for node in terminals(tree):
-        entry = {"answer": node.answer, "ppm": node.ppm, "correct": node.correct}
-        out += [entry] * weight(tree, node)
-    return out
-
-
-def best_answer(tree: Tree) -> str | None:
-    """The answer whose terminal the PPM (or the backed-up Q) rates highest."""
-    cands = answers(tree)
-    if not cands:
-        return None
-    return max(cands, key=lambda n: n.ppm if n.ppm is not None else n.value).answer
-
-
-def best_valued(tree: Tree) -> tuple[str, float] | None:
-    """The answer with the highest value (its reward: the PPM's score at
-    inference) and that value; what one MCTS run contributes to the vote."""
-    cands = [(n.reward, n.answer) for n in answers(tree) if n.reward is not None and n.answer is not None]
-    if not cands:
-        return None
-    reward, answer = max(cands, key=lambda ra: ra[0])
-    return answer, reward
-
-
-def top_k_vote(picks: list[tuple[str, float]], k: int) -> str | None:
-    """The reference's inference answer (`eval_maj.py`): the k picks with the
-    highest value, then a majority vote among them (equivalent answers
-    grouped); a tie goes to the higher-valued answer (the reference draws)."""
-    top = sorted(picks, key=lambda p: -p[1])[:k]
-    return majority([(answer, 1) for answer, _ in top])
-
-
-def first_answer(tree: Tree) -> str | None:
-    cands = answers(tree)
-    return cands[0].answer if cands else None
