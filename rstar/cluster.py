@@ -67,9 +67,7 @@ class RayWorkers:
         import ray
 
         self._ray = ray
-        self._started_here = False
         count = _connect(ray, settings)
-        self._started_here = settings.ray.startswith("local:")
         try:
             resources = ray.cluster_resources()
             cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
