@@ -76,6 +76,9 @@ def test_terminated_caller_leaves_no_process():
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": os.getcwd()},
+            # SIGINT as a terminal sends it, even where the tests run with it
+            # ignored (a background job of a non-interactive shell inherits that)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         zygotes = [int(p) for p in caller.stdout.readline().split()]
         time.sleep(0.5)  # the endless programs are running now
