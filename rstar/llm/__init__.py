@@ -15,24 +15,37 @@ from rstar.llm.types import EOS, LENGTH, Completion, Engine
 ENGINES = ("hf", "vllm")
 
 
+def engine_config_class(kind: str) -> type:
+    """The settings dataclass of an engine: `HFEngineConfig` or `VLLMEngineConfig`."""
+    if kind == "hf":
+        from rstar.llm.hf import HFEngineConfig
+
+        return HFEngineConfig
+    if kind == "vllm":
+        from rstar.llm.vllm_engine import VLLMEngineConfig
+
+        return VLLMEngineConfig
+    raise ValueError(f"unknown engine {kind!r}; choose one of {', '.join(ENGINES)}")
+
+
 def load_engine(kind: str = "hf", **config: Any) -> Engine:
     """Build an engine by name: "hf" (transformers) or "vllm".
 
     Keyword arguments are the fields of `HFEngineConfig` or `VLLMEngineConfig`.
     """
+    settings = engine_config_class(kind)(**config)
     if kind == "hf":
-        from rstar.llm.hf import HFEngine, HFEngineConfig
+        from rstar.llm.hf import HFEngine
 
-        return HFEngine(HFEngineConfig(**config))
-    if kind == "vllm":
-        from rstar.llm.vllm_engine import VLLMEngine, VLLMEngineConfig
+        return HFEngine(settings)
+    from rstar.llm.vllm_engine import VLLMEngine
 
-        return VLLMEngine(VLLMEngineConfig(**config))
-    raise ValueError(f"unknown engine {kind!r}; choose one of {', '.join(ENGINES)}")
+    return VLLMEngine(settings)
 
 
 __all__ = [
     "load_engine",
+    "engine_config_class",
     "Engine",
     "Completion",
     "EOS",

@@ -20,18 +20,13 @@ from rstar.search.expand import Context
 @contextmanager
 def search_context(config: RunConfig, scorer=None):
     """The policy engine and the sandbox of a run, closed afterwards."""
-    from rstar.llm import load_engine
+    from rstar.llm import engine_config_class, load_engine
     from sandbox import Limits, Sandbox
 
-    engine_kwargs = dataclasses.asdict(config.engine)
-    kind = engine_kwargs.pop("kind")
-    if kind == "hf":
-        for key in ("enforce_eager", "gpu_memory_utilization", "tensor_parallel_size"):
-            engine_kwargs.pop(key)
-    else:
-        for key in ("threads", "int8", "max_batch_rows"):
-            engine_kwargs.pop(key)
-    engine = load_engine(kind, **engine_kwargs)
+    # The run's engine settings that the chosen engine has (the rest are the other's).
+    kind = config.engine.kind
+    wanted = {f.name for f in dataclasses.fields(engine_config_class(kind))}
+    engine = load_engine(kind, **{k: v for k, v in dataclasses.asdict(config.engine).items() if k in wanted})
     limits = Limits(wall_s=config.sandbox.wall_s, cpu_s=config.sandbox.wall_s, memory_mb=config.sandbox.memory_mb)
     try:
         with Sandbox(workers=config.sandbox.workers, limits=limits) as sb:
