@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from rstar.config import ClusterSettings, RunConfig
+from rstar.config import ClusterConfig, RunConfig
 from rstar.runs.workers import KeptEngine
 
 # What a worker on another node must see of this process's environment.
@@ -57,7 +57,7 @@ class RayWorkers:
     """Workers on a Ray cluster, with the methods of a `KeptEngine` that the
     runs use (`prepare`, `map`, `close`); `shutdown()` ends them."""
 
-    def __init__(self, settings: ClusterSettings):
+    def __init__(self, settings: ClusterConfig):
         joining = settings.ray != "" and not settings.ray.startswith("local:")
         if joining and "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or _TOKEN_FILE.exists()):
             # `ray start` (2.5x) turns token authentication on and writes the
@@ -166,7 +166,7 @@ class RayWorkers:
             ) from None
 
 
-def _connect(ray, settings: ClusterSettings) -> int:
+def _connect(ray, settings: ClusterConfig) -> int:
     """Join or start the cluster; returns the worker count named (0: from resources)."""
     if ray.is_initialized():
         ray.shutdown()

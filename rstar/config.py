@@ -7,6 +7,7 @@ import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import yaml
 
@@ -14,16 +15,29 @@ from rstar.prompts import PROMPT_STYLES, prompt_style_of
 from rstar.search.expand import ExpandConfig
 from rstar.search.mcts import MCTSConfig
 from rstar.train.extract import ExtractConfig
-from rstar.train.launch import LaunchSettings
+from rstar.train.launch import LaunchConfig
 from rstar.train.policy import PolicyTrainConfig
 from rstar.train.ppm import PPMTrainConfig
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
+# The choices of the string settings, checked where each is declared.
+EngineKind = Literal["hf", "vllm"]
+TunedEngine = Literal["", "auto", "hf", "vllm"]
+EvalGuided = Literal["", "mcts", "beam"]
+PolicyFrom = Literal["base", "previous"]
+DataScope = Literal["all", "round"]
+
+
+def _check_choice(name: str, value: str, choices) -> None:
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in allowed)}, not {value!r}")
+
 
 @dataclass(frozen=True)
-class EngineSettings:
-    kind: str = field(default="hf", metadata={"help": "hf (transformers) or vllm"})
+class EngineConfig:
+    kind: EngineKind = field(default="hf", metadata={"help": "hf (transformers) or vllm"})
     model: str = field(default="default", metadata={"help": "policy model (see rstar.llm.resolve_model)"})
     dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16, float16"})
     threads: int = field(default=0, metadata={"help": "CPU threads for torch (0: default)"})
@@ -35,16 +49,21 @@ class EngineSettings:
         default=1, metadata={"help": "vllm: GPUs one engine spans, for a policy larger than one GPU"}
     )
 
+    def __post_init__(self) -> None:
+        _check_choice("engine.kind", self.kind, EngineKind)
+        if self.tensor_parallel_size < 1 or (self.kind == "hf" and self.tensor_parallel_size > 1):
+            raise ValueError("engine.tensor_parallel_size must be >= 1, and 1 with engine.kind=hf")
+
 
 @dataclass(frozen=True)
-class SandboxSettings:
+class SandboxConfig:
     workers: int = field(default=2, metadata={"help": "zygote processes"})
     wall_s: float = field(default=5.0, metadata={"help": "wall-clock limit per step program"})
     memory_mb: int = field(default=1024, metadata={"help": "memory limit per step program"})
 
 
 @dataclass(frozen=True)
-class PPMSettings:
+class PPMScoreConfig:
     """How a trained PPM is read during search and evaluation."""
 
     scale: float = field(
@@ -54,9 +73,13 @@ class PPMSettings:
     batch_size: int = field(default=16, metadata={"help": "texts per forward pass"})
     max_length: int = field(default=2048, metadata={"help": "longer texts keep their last tokens"})
 
+    def __post_init__(self) -> None:
+        if self.scale <= 0:
+            raise ValueError("ppm.scale must be > 0")
+
 
 @dataclass(frozen=True)
-class InferenceSettings:
+class InferenceConfig:
     """`rstar eval --mode mcts`: the paper's inference, several PPM-guided MCTS
     runs per problem, each keeping its best-valued answer, then a majority
     vote over the top-K of those answers by value (the reference's eval_maj)."""
@@ -64,9 +87,13 @@ class InferenceSettings:
     runs: int = field(default=1, metadata={"help": "independent seeded MCTS runs per problem"})
     top_k: int = field(default=4, metadata={"help": "answers (by PPM value) that vote; the reference's 4"})
 
+    def __post_init__(self) -> None:
+        if self.runs < 1 or self.top_k < 1:
+            raise ValueError("inference.runs and inference.top_k must be >= 1")
+
 
 @dataclass(frozen=True)
-class ClusterSettings:
+class ClusterConfig:
     """Where search and evaluation run: in this process, or on Ray workers that
     the driver streams batches of problems to. Not part of a run's identity:
     a work folder continues at any scale, and its trees are the same."""
@@ -110,7 +137,7 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True)
-class EvolveSettings:
+class EvolveConfig:
     """Self-evolution (`rstar evolve`): the rounds, their data and evaluation."""
 
     rounds: int = field(default=2, metadata={"help": "rounds of search -> SFT -> PPM"})
@@ -139,7 +166,7 @@ class EvolveSettings:
             "whose PPMs are still noisy; PPM-augmented from round 3)"
         },
     )
-    eval_guided: str = field(
+    eval_guided: EvalGuided = field(
         default="mcts",
         metadata={
             "help": "PPM-guided held-out evaluation per round beside greedy/majority/best-of-N: mcts "
@@ -151,11 +178,11 @@ class EvolveSettings:
         default=0, metadata={"help": "rollouts for problems no earlier round solved (0: mcts.rollouts)"}
     )
     unsolved_from: int = field(default=2, metadata={"help": "first round that uses unsolved_rollouts"})
-    policy_from: str = field(
+    policy_from: PolicyFrom = field(
         default="base",
         metadata={"help": "base: every round fine-tunes engine.model; previous: the previous round's policy"},
     )
-    data: str = field(
+    data: DataScope = field(
         default="all", metadata={"help": "all: train on every round's trees so far; round: on this round's only"}
     )
     tuned_prompt_style: str = field(
@@ -168,67 +195,60 @@ class EvolveSettings:
             "help": "engine.int8 for fine-tuned policies too (off: on the 135M model it erased what LoRA taught)"
         },
     )
-    tuned_engine: str = field(
+    tuned_engine: TunedEngine = field(
         default="",
         metadata={"help": "engine.kind for fine-tuned policies ('': engine.kind; auto: vllm where installed, else hf)"},
     )
     min_pairs: int = field(default=4, metadata={"help": "fewer PPM pairs than this: keep the previous PPM"})
     max_pairs: int = field(default=0, metadata={"help": "PPM pairs per round, a seeded sample (0: all)"})
 
+    def __post_init__(self) -> None:
+        if self.tuned_prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"evolve.tuned_prompt_style must be one of {', '.join(PROMPT_STYLES)}")
+        _check_choice("evolve.eval_guided", self.eval_guided, EvalGuided)
+        _check_choice("evolve.policy_from", self.policy_from, PolicyFrom)
+        _check_choice("evolve.data", self.data, DataScope)
+        _check_choice("evolve.tuned_engine", self.tuned_engine, TunedEngine)
+        if self.eval_beam_width < 1 or self.bootstrap_errors_threshold < 1 or self.ppm_search_from < 1:
+            raise ValueError("evolve.eval_beam_width, bootstrap_errors_threshold and ppm_search_from must be >= 1")
+        if (
+            self.rounds < 1
+            or self.eval_n < 1
+            or self.unsolved_from < 1
+            or min(
+                self.pool_size,
+                self.heldout_size,
+                self.extra_heldout_size,
+                self.unsolved_rollouts,
+                self.max_pairs,
+                self.bootstrap_rollouts,
+            )
+            < 0
+        ):
+            raise ValueError("evolve.rounds, eval_n and unsolved_from must be >= 1; sizes, rollouts, pairs >= 0")
+
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything `rstar search`, `eval`, `train` and `evolve` need."""
 
-    engine: EngineSettings = field(default_factory=EngineSettings)
-    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     expand: ExpandConfig = field(default_factory=ExpandConfig)
     mcts: MCTSConfig = field(default_factory=MCTSConfig)
     policy_train: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
     ppm_train: PPMTrainConfig = field(default_factory=PPMTrainConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
-    ppm: PPMSettings = field(default_factory=PPMSettings)
-    inference: InferenceSettings = field(default_factory=InferenceSettings)
+    ppm: PPMScoreConfig = field(default_factory=PPMScoreConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     batch_problems: int = field(default=8, metadata={"help": "problems whose trees advance together"})
-    evolve: EvolveSettings = field(default_factory=EvolveSettings)
-    cluster: ClusterSettings = field(default_factory=ClusterSettings)
-    launch: LaunchSettings = field(default_factory=LaunchSettings)
+    evolve: EvolveConfig = field(default_factory=EvolveConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
     def __post_init__(self) -> None:
-        if self.engine.kind not in ("hf", "vllm"):
-            raise ValueError(f"engine.kind must be hf or vllm, not {self.engine.kind!r}")
-        if self.engine.tensor_parallel_size < 1 or (self.engine.kind == "hf" and self.engine.tensor_parallel_size > 1):
-            raise ValueError("engine.tensor_parallel_size must be >= 1, and 1 with engine.kind=hf")
         if self.batch_problems < 1 or self.mcts.rollouts < 1 or self.expand.candidates < 1:
             raise ValueError("batch_problems, mcts.rollouts and expand.candidates must be >= 1")
-        if self.evolve.tuned_prompt_style not in PROMPT_STYLES:
-            raise ValueError(f"evolve.tuned_prompt_style must be one of {', '.join(PROMPT_STYLES)}")
-        if self.ppm.scale <= 0 or self.inference.runs < 1 or self.inference.top_k < 1:
-            raise ValueError("ppm.scale must be > 0; inference.runs and inference.top_k >= 1")
-        ev = self.evolve
-        if ev.eval_guided not in ("", "mcts", "beam") or ev.eval_beam_width < 1:
-            raise ValueError("evolve.eval_guided must be mcts, beam or ''; evolve.eval_beam_width >= 1")
-        if ev.bootstrap_errors_threshold < 1 or ev.ppm_search_from < 1:
-            raise ValueError("evolve.bootstrap_errors_threshold and evolve.ppm_search_from must be >= 1")
-        if ev.policy_from not in ("base", "previous") or ev.data not in ("all", "round"):
-            raise ValueError("evolve.policy_from must be base or previous; evolve.data all or round")
-        if ev.tuned_engine not in ("", "auto", "hf", "vllm"):
-            raise ValueError(f"evolve.tuned_engine must be '', auto, hf or vllm, not {ev.tuned_engine!r}")
-        if (
-            ev.rounds < 1
-            or ev.eval_n < 1
-            or ev.unsolved_from < 1
-            or min(
-                ev.pool_size,
-                ev.heldout_size,
-                ev.extra_heldout_size,
-                ev.unsolved_rollouts,
-                ev.max_pairs,
-                ev.bootstrap_rollouts,
-            )
-            < 0
-        ):
-            raise ValueError("evolve.rounds, eval_n and unsolved_from must be >= 1; sizes, rollouts, pairs >= 0")
 
     def to_dict(self) -> dict:
         """What a run computes, as recorded in its folder: where it runs

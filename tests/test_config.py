@@ -38,8 +38,9 @@ def test_overrides_and_their_errors():
         (["engine.int8=1"], "must be a bool"),
         (["mcts=3"], "is a section"),
         (["rollouts"], "not key=value"),
-        (["engine.kind=tgi"], "hf or vllm"),
-        (["evolve.tuned_engine=tgi"], "auto, hf or vllm"),
+        (["engine.kind=tgi"], "engine.kind must be one of 'hf', 'vllm', not 'tgi'"),
+        (["evolve.tuned_engine=tgi"], "'auto', 'hf', 'vllm'"),
+        (["evolve.data=some"], "evolve.data must be one of 'all', 'round'"),
     ):
         with pytest.raises(ValueError, match=msg):
             load_config("tiny", bad)

@@ -247,9 +247,9 @@ def test_two_training_processes_write_loadable_models_and_resume(tmp_path):
     between the processes, one of them writing; a rerun resumes."""
     from peft import AutoPeftModelForCausalLM
 
-    from rstar.train.launch import LaunchSettings, train
+    from rstar.train.launch import LaunchConfig, train
 
-    two = LaunchSettings(processes=2)
+    two = LaunchConfig(processes=2)
     sft = write_sft(tmp_path / "sft.jsonl", n=16)
     m = train("policy", sft, tmp_path / "policy", PolicyTrainConfig(**{**SFT_CFG.__dict__, "epochs": 1.0}), two)
     assert m["processes"] == 2 and m["steps"] == 4 and not m["resumed"]  # 16 examples, 4 per step in all
@@ -262,7 +262,7 @@ def test_two_training_processes_write_loadable_models_and_resume(tmp_path):
     assert ppm["processes"] == 2 and 0 <= ppm["eval_pairwise_accuracy"] <= 1
     assert len(PPMScorer(str(tmp_path / "ppm")).score(["x = 1<end_of_step>"])) == 1
     with pytest.raises(ValueError, match="does not split among 3 processes"):
-        train("ppm", pairs, tmp_path / "x", PPM_CFG, LaunchSettings(processes=3))
+        train("ppm", pairs, tmp_path / "x", PPM_CFG, LaunchConfig(processes=3))
 
 
 def test_resume_passes_over_a_checkpoint_cut_short(tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
-class LaunchSettings:
+class LaunchConfig:
     processes: int = field(
         default=1,
         metadata={
@@ -56,7 +56,7 @@ def _recipes():
     return {"policy": (train_policy, PolicyTrainConfig), "ppm": (train_ppm, PPMTrainConfig)}
 
 
-def train(what: str, data: Path, out: Path, settings, launch: LaunchSettings) -> dict:
+def train(what: str, data: Path, out: Path, settings, launch: LaunchConfig) -> dict:
     """Train `what` ("policy" or "ppm"); returns its metrics."""
     recipe, _ = _recipes()[what]
     if launch.processes == 1 and not launch.accelerate_config:
@@ -74,7 +74,7 @@ def train(what: str, data: Path, out: Path, settings, launch: LaunchSettings) ->
     return json.loads((Path(out) / "metrics.json").read_text())
 
 
-def _launcher(launch: LaunchSettings) -> list[str]:
+def _launcher(launch: LaunchConfig) -> list[str]:
     import torch
 
     port = _free_port()
