@@ -67,6 +67,21 @@ def trainer_arguments(config: LoraTrainConfig, checkpoints: Path, progress: bool
     )
 
 
+def lora_config(config: LoraTrainConfig, task_type: str, **extra):
+    """peft's LoRA settings from a recipe's config (`extra`: e.g. the modules
+    trained in full)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type=task_type,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        **extra,
+    )
+
+
 def load_tokenizer(base: str):
     """The tokenizer of a resolved model folder, with a pad token (EOS if none)."""
     from transformers import AutoTokenizer

@@ -36,7 +36,6 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
     checkpoints to `out/checkpoints` (a rerun resumes) and `out/metrics.json`."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
@@ -56,13 +55,7 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if config.bf16 else torch.float32)
     checkpoints = out / "checkpoints"
     args = SFTConfig(**common.trainer_arguments(config, checkpoints, progress), completion_only_loss=True)
-    lora = LoraConfig(
-        task_type="CAUSAL_LM",
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.target_modules),
-    )
+    lora = common.lora_config(config, "CAUSAL_LM")
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer, peft_config=lora
     )

@@ -34,7 +34,6 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     last one) and `out/metrics.json`."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
@@ -60,14 +59,7 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     model.config.pad_token_id = tokenizer.pad_token_id
     checkpoints = out / "checkpoints"
     args = RewardConfig(**common.trainer_arguments(config, checkpoints, progress))
-    lora = LoraConfig(
-        task_type="SEQ_CLS",
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.target_modules),
-        modules_to_save=["score"],
-    )
+    lora = common.lora_config(config, "SEQ_CLS", modules_to_save=["score"])  # the head trained in full
     train_set = Dataset.from_list([{"chosen": r["chosen"], "rejected": r["rejected"]} for r in train_rows])
     trainer = RewardTrainer(
         model=model, args=args, train_dataset=train_set, processing_class=tokenizer, peft_config=lora
