@@ -38,7 +38,10 @@ def search_problems(
         check_ppm_folder(ppm)  # a bad PPM fails before anything is written
     claim_folder(out, config, "search" + (f" ppm={Path(ppm).resolve()}" if ppm else ""))
     path = out / TREES
-    done = {t.problem_id for t in read_trees(path)}
+    finished = read_trees(path)  # read once: what is done, and the summary's start
+    summary = summarize(finished)
+    done = {t.problem_id for t in finished}
+    del finished  # a long run's trees need not stay in memory
     todo = [p for p in problems if p.id not in done]
     workers = kept or KeptEngine()
     try:
@@ -52,6 +55,7 @@ def search_problems(
         started, driver_started = time.perf_counter(), time.process_time()
         for i, batch, spent in workers.map(search_task, config, ppm, batches):
             append_trees(path, batch, {"mcts": dataclasses.asdict(batches[i][0])})
+            summary = {k: summary[k] + v for k, v in summarize(batch).items()}
             for phase, s in spent.items():
                 seconds[phase] += s
             if on_batch:
@@ -60,7 +64,6 @@ def search_problems(
     finally:
         if kept is None:
             workers.close()
-    summary = summarize(read_trees(path))
     # "other" is the search's own bookkeeping: wall time minus the measured phases
     # (on several workers the phases are summed over them: worker-seconds).
     summary["this_run"] = {
