@@ -29,7 +29,7 @@ def serve(
     out_fd: int,
     *,
     seccomp: bool,
-    landlock_paths: Sequence[str],
+    landlock_paths: Sequence[str] | None,  # None: Landlock off
     drop_uid: int,
     drop_gid: int,
     keep_dac_read: bool,

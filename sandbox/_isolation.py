@@ -40,15 +40,6 @@ class Isolation:
     drop_gid: int
     keep_dac_read: bool  # the interpreter lies where the unprivileged user cannot read
 
-    def as_config(self) -> dict[str, object]:
-        return {
-            "seccomp": self.seccomp,
-            "landlock_paths": list(self.landlock_paths) if self.landlock_abi else None,
-            "drop_uid": self.drop_uid,
-            "drop_gid": self.drop_gid,
-            "keep_dac_read": self.keep_dac_read,
-        }
-
 
 def interpreter_paths() -> tuple[str, ...]:
     """Everything the interpreter may import or load from, as real paths."""

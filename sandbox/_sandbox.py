@@ -20,6 +20,7 @@ from sandbox._protocol import encode_request, encode_steps
 from sandbox._stream import Answers, Done, Inbox, Submission
 from sandbox._types import Limits, Result
 from sandbox._worker import STARTUP_ONLY_ENV, Worker, WorkerStartError
+from sandbox._zygote_config import ZygoteConfig
 
 Program = str | Sequence[str]
 Results = list[Result | None] | Answers  # where the dispatcher writes results, by index
@@ -146,19 +147,23 @@ class Sandbox:
             raise ValueError("max_snapshots and snapshot_memory_mb must be >= 0")
         self.limits = limits or Limits()
         self.isolation = _isolation.decide(seccomp, landlock, drop_privileges)
-        self._config = {
-            "sys_path": [p for p in sys.path if p and os.path.isabs(p)],
-            "preload": list(preload),
-            "warmup": warmup,
-            "slots": slots,
-            "demote_after_s": demote_after_s,
-            "nofile": _core.MIN_NOFILE,
-            "env": _checked_env(env),
-            "startup_only_env": list(STARTUP_ONLY_ENV),
-            "max_snapshots": math.ceil(max_snapshots / workers) if snapshots else 0,
-            "snapshot_memory_mb": math.ceil(snapshot_memory_mb / workers),
-            **self.isolation.as_config(),
-        }
+        self._config = ZygoteConfig(
+            sys_path=[p for p in sys.path if p and os.path.isabs(p)],
+            preload=list(preload),
+            warmup=warmup,
+            slots=slots,
+            demote_after_s=demote_after_s,
+            nofile=_core.MIN_NOFILE,
+            env=_checked_env(env),
+            startup_only_env=list(STARTUP_ONLY_ENV),
+            max_snapshots=math.ceil(max_snapshots / workers) if snapshots else 0,
+            snapshot_memory_mb=math.ceil(snapshot_memory_mb / workers),
+            seccomp=self.isolation.seccomp,
+            landlock_paths=list(self.isolation.landlock_paths) if self.isolation.landlock_abi else None,
+            drop_uid=self.isolation.drop_uid,
+            drop_gid=self.isolation.drop_gid,
+            keep_dac_read=self.isolation.keep_dac_read,
+        )
         self._affinity: OrderedDict[tuple[Limits, StepKey], int] = OrderedDict()
         self._ended: OrderedDict[tuple[Limits, StepKey], None] = OrderedDict()  # programs of earlier calls
         self._extended: deque[bool] = deque(maxlen=REUSE_WINDOW)  # did they extend one?

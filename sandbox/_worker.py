@@ -15,6 +15,7 @@ from typing import Any
 
 from sandbox._protocol import READY, decode_frames
 from sandbox._types import Result
+from sandbox._zygote_config import ZygoteConfig
 
 # The zygote's environment: one thread per numeric library, so that forked
 # children never inherit (or need) thread pools.
@@ -41,7 +42,7 @@ class WorkerStartError(RuntimeError):
 class Worker:
     """A zygote and the requests it has in flight."""
 
-    def __init__(self, config: dict[str, Any], start_timeout_s: float):
+    def __init__(self, config: ZygoteConfig, start_timeout_s: float):
         self.config = config
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen[bytes] | None = None
@@ -54,16 +55,16 @@ class Worker:
     # -- life cycle ----------------------------------------------------
     def start(self) -> None:
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        path = [package_parent] + self.config["sys_path"]
+        path = [package_parent] + self.config.sys_path
         self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             # -s and our own environment rather than -I, which would ignore it.
-            [sys.executable, "-s", "-c", BOOT.format(path=path), json.dumps(self.config)],
+            [sys.executable, "-s", "-c", BOOT.format(path=path), self.config.to_json()],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
             cwd="/",
-            env=zygote_env(self.config["env"]),
+            env=zygote_env(self.config.env),
             start_new_session=True,  # a Ctrl-C in the caller's terminal is the caller's
         )
 

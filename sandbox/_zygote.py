@@ -12,7 +12,6 @@ import builtins
 import gc
 import importlib
 import io
-import json
 import os
 import resource
 import struct
@@ -25,6 +24,7 @@ from typing import Any, NoReturn
 
 from sandbox import _core
 from sandbox._protocol import encode_ready
+from sandbox._zygote_config import ZygoteConfig
 
 FILENAME = "<program>"
 
@@ -212,9 +212,9 @@ def _run_steps(main: types.ModuleType, steps: list[bytes], codes: list[types.Cod
 
 
 def main() -> None:
-    cfg = json.loads(sys.argv[1])
-    for key in cfg.get("startup_only_env", ()):  # the loader has read it; programs must not
-        if key not in cfg.get("env", {}):
+    cfg = ZygoteConfig.from_json(sys.argv[1])
+    for key in cfg.startup_only_env:  # the loader has read it; programs must not
+        if key not in cfg.env:
             os.environ.pop(key, None)
     # Each live snapshot holds three descriptors here.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -226,14 +226,14 @@ def main() -> None:
     os.dup2(2, 1)
     started = time.perf_counter()
     failures = []
-    for name in cfg["preload"]:
+    for name in cfg.preload:
         try:
             importlib.import_module(name)
         except Exception as exc:
             failures.append(f"import {name}: {_error_line(exc)}")
-    if cfg["warmup"]:
+    if cfg.warmup:
         try:
-            exec(compile(cfg["warmup"], "<warmup>", "exec"), {"__name__": "__warmup__"})
+            exec(compile(cfg.warmup, "<warmup>", "exec"), {"__name__": "__warmup__"})
         except Exception as exc:
             failures.append(f"warm-up: {_error_line(exc)}")
     # Children must not touch (and so copy) the pre-warmed heap when they collect.
@@ -246,22 +246,22 @@ def main() -> None:
         "rss_mb": _rss_mb(),
         "huge_pages_mb": huge_bytes / 2**20,
         "failures": failures,
-        "snapshots": cfg["seccomp"] and cfg["max_snapshots"] > 0 and _core.snapshot_support() is None,
+        "snapshots": cfg.seccomp and cfg.max_snapshots > 0 and _core.snapshot_support() is None,
     }
     is_spare = _core.serve(
         in_fd,
         out_fd,
-        seccomp=cfg["seccomp"],
-        landlock_paths=cfg["landlock_paths"],
-        drop_uid=cfg["drop_uid"],
-        drop_gid=cfg["drop_gid"],
-        keep_dac_read=cfg["keep_dac_read"],
+        seccomp=cfg.seccomp,
+        landlock_paths=cfg.landlock_paths,
+        drop_uid=cfg.drop_uid,
+        drop_gid=cfg.drop_gid,
+        keep_dac_read=cfg.keep_dac_read,
         base_address_space=_address_space_bytes(),
-        max_running=cfg["slots"],
-        demote_after_s=cfg["demote_after_s"],
-        nofile=cfg["nofile"],
-        max_snapshots=cfg["max_snapshots"],
-        max_snapshot_bytes=cfg["snapshot_memory_mb"] * 2**20,
+        max_running=cfg.slots,
+        demote_after_s=cfg.demote_after_s,
+        nofile=cfg.nofile,
+        max_snapshots=cfg.max_snapshots,
+        max_snapshot_bytes=cfg.snapshot_memory_mb * 2**20,
         on_ready=lambda: os.write(out_fd, encode_ready(info)),
     )
     if not is_spare:
