@@ -43,8 +43,7 @@ class Worker:
 
     def run(self, shared: tuple, ppm: str | None, payload):
         task, config = shared
-        ctx = self.kept.context(config, self.kept.scorer(ppm, config))
-        return task(ctx, payload), dict(ctx.seconds)
+        return self.kept.run(task, config, ppm, payload)
 
     def close(self) -> None:
         self.kept.close()

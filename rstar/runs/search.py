@@ -72,7 +72,7 @@ def search_problems(
         "wall_s": wall,
         "seconds": dict(seconds),
         "other_s": max(0.0, wall - sum(seconds.values())),
-        "driver_cpu_s": driver_s if todo else 0.0,
+        "driver_cpu_s": driver_s,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

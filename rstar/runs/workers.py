@@ -89,8 +89,12 @@ class KeptEngine:
         """`task(ctx, payload)` for every payload, in order; yields (index,
         result, seconds per phase)."""
         for i, payload in enumerate(payloads):
-            ctx = self.context(config, self.scorer(ppm, config))
-            yield i, task(ctx, payload), dict(ctx.seconds)
+            yield i, *self.run(task, config, ppm, payload)
+
+    def run(self, task, config: RunConfig, ppm: str | None, payload) -> tuple[Any, dict]:
+        """`task(ctx, payload)` on the kept engine: its result and seconds per phase."""
+        ctx = self.context(config, self.scorer(ppm, config))
+        return task(ctx, payload), dict(ctx.seconds)
 
     def __enter__(self) -> KeptEngine:
         return self
