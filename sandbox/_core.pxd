@@ -53,6 +53,7 @@ cdef extern from "protocol.h" nogil:
 cdef extern from "child.h" nogil:
     enum:
         SBX_MIN_NOFILE_FOR_SNAPSHOTS
+        SBX_EXIT_SETUP
 
     struct sbx_child_plan:
         pass
@@ -65,7 +66,7 @@ cdef extern from "child.h" nogil:
                            const char *report, size_t report_len, sbx_request *job)
 
 
-cdef extern from "supervise.h" nogil:
+cdef extern from "config.h" nogil:
     struct sbx_config:
         const sock_fprog *filter
         const sock_fprog *filter_threads
@@ -86,7 +87,35 @@ cdef extern from "supervise.h" nogil:
     struct sbx_job:
         sbx_child_plan plan
 
+
+cdef extern from "supervise.h" nogil:
     int sbx_serve(int in_fd, int out_fd, const sbx_config *cfg, sbx_job *job)
+
+
+cdef extern from "outcome.h" nogil:
+    enum sbx_kill_reason:
+        SBX_KILL_NONE
+        SBX_KILL_TIMEOUT
+        SBX_KILL_OUTPUT
+
+    struct sbx_facts:
+        bint waited
+        bint ended
+        int wstatus
+        int end_exit
+        sbx_kill_reason killed
+        double cpu_s
+        double cpu_limit_s
+        const char *report
+        size_t report_len
+
+    struct sbx_outcome:
+        sbx_status status
+        int wstatus
+        const char *error
+        size_t error_len
+
+    void sbx_classify(const sbx_facts *f, sbx_outcome *o)
 
 
 cdef extern from "memory.h" nogil:

@@ -8,6 +8,8 @@ STATUS_CODES: dict[str, int]
 MIN_NOFILE: int
 END_CLEAN: int
 END_UNSPLIT: int
+EXIT_SETUP: int
+KILL_REASONS: dict[str | None, int]
 FILTERS: dict[str, int]
 
 # A job: (payload, steps in it, steps its snapshot already ran).
@@ -18,6 +20,17 @@ def step_done(cpu_s: float, peak_rss_kb: int, private_kb: int) -> Job | None: ..
 def finish(
     exit_code: int, flags: int, cpu_s: float, peak_rss_kb: int, private_kb: int, report: bytes
 ) -> Job | None: ...
+def classify(
+    *,
+    waited: bool,
+    ended: bool,
+    wstatus: int = 0,
+    end_exit: int = 0,
+    killed: str | None = None,
+    cpu_s: float = 0.0,
+    cpu_limit_s: float = 0.0,
+    report: bytes = b"",
+) -> tuple[int, str, int]: ...
 def snapshot_support() -> str | None: ...
 def landlock_abi() -> int: ...
 def collapse_heap() -> int: ...

@@ -9,8 +9,9 @@ import os
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdlib cimport free, malloc
 
-from sandbox._core cimport (SBX_END_CLEAN, SBX_END_UNSPLIT, SBX_FILTER_NOTIFY,
-                            SBX_FILTER_PLAIN, SBX_FILTER_THREADS, sbx_child_finish,
+from sandbox._core cimport (SBX_END_CLEAN, SBX_END_UNSPLIT, SBX_EXIT_SETUP, SBX_FILTER_NOTIFY,
+                            SBX_FILTER_PLAIN, SBX_FILTER_THREADS, SBX_KILL_NONE, SBX_KILL_OUTPUT,
+                            SBX_KILL_TIMEOUT, sbx_child_finish, sbx_classify, sbx_facts, sbx_outcome,
                             sbx_child_receive, sbx_child_step_done, sbx_collapse_heap,
                             sbx_config, sbx_filter, sbx_job, sbx_landlock_abi,
                             sbx_landlock_ruleset_new, sbx_policy_compile, sbx_policy_dump,
@@ -36,6 +37,8 @@ STATUS_CODES = {
 # SBX_GIVEN_FD and up.
 MIN_NOFILE = SBX_MIN_NOFILE_FOR_SNAPSHOTS
 END_CLEAN = SBX_END_CLEAN
+# A child whose setup failed exits with this code (its report says why).
+EXIT_SETUP = SBX_EXIT_SETUP
 END_UNSPLIT = SBX_END_UNSPLIT
 FILTERS = {"plain": SBX_FILTER_PLAIN, "threads": SBX_FILTER_THREADS, "notify": SBX_FILTER_NOTIFY}
 
@@ -102,6 +105,29 @@ def finish(int exit_code, unsigned int flags, double cpu_s, long long peak_rss_k
     cdef char *code = sbx_child_finish(&_spare_job.plan, exit_code, flags, cpu_s, peak_rss_kb,
                                        private_kb, report, len(report), &job)
     return _job(code, &job)
+
+
+KILL_REASONS = {None: SBX_KILL_NONE, "timeout": SBX_KILL_TIMEOUT, "output": SBX_KILL_OUTPUT}
+
+
+def classify(*, bint waited, bint ended, int wstatus=0, int end_exit=0, killed=None,
+             double cpu_s=0.0, double cpu_limit_s=0.0, bytes report=b""):
+    """The zygote's outcome classifier (csrc/outcome.c) on given facts:
+    (status code, error line, wait status it reports). For its tests."""
+    cdef sbx_facts facts
+    cdef sbx_outcome o
+    facts.waited = waited
+    facts.ended = ended
+    facts.wstatus = wstatus
+    facts.end_exit = end_exit
+    facts.killed = KILL_REASONS[killed]
+    facts.cpu_s = cpu_s
+    facts.cpu_limit_s = cpu_limit_s
+    facts.report = report
+    facts.report_len = len(report)
+    sbx_classify(&facts, &o)
+    error = PyBytes_FromStringAndSize(o.error, o.error_len).decode(errors="replace") if o.error_len else ""
+    return o.status, error, o.wstatus
 
 
 def snapshot_support():

@@ -71,7 +71,7 @@ StepKey = tuple[tuple[int, str], ...]
 
 
 def step_key(steps: Sequence[str]) -> StepKey:
-    """Steps as prefix snapshots are keyed (csrc/supervise.c: key_steps): each
+    """Steps as prefix snapshots are keyed (csrc/wire.c: key_steps): each
     step's first line in the joined program and its text without trailing
     whitespace, so that steps differing only in trailing blank lines or spaces
     share a snapshot when line numbers stay the same."""

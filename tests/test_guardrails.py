@@ -1,8 +1,8 @@
 """The guardrails, run with the suite: lint and format (ruff), types (mypy,
 strict on sandbox/, rstar/search, rstar/llm), the C core's format
 (clang-format) and a warning-free build (-Werror). Settings live in
-pyproject.toml and .clang-format; `scripts/sanitize.sh` runs the sandbox
-tests over a sanitizer build."""
+pyproject.toml and .clang-format. With the slow tests: the sandbox's tests
+over UBSan and ASan builds of the C core (`scripts/sanitize.sh`)."""
 
 import glob
 import os
@@ -60,3 +60,18 @@ def test_c_core_builds_without_warnings():
                 path,
             )
             assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["undefined", "address"])
+def test_sandbox_tests_pass_under_a_sanitizer(kind):
+    # A sanitizer report in the zygote or a child fails the test that caused it.
+    r = subprocess.run(
+        ["bash", os.path.join(ROOT, "scripts", "sanitize.sh"), kind],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout and " failed" not in r.stdout, r.stdout[-3000:]
