@@ -55,15 +55,16 @@ def one_run(problems, config, ray: str, pin: bool) -> dict:
             summary = search_problems(problems, Path(tmp) / "run", config, kept=workers)
     finally:
         os.sched_setaffinity(0, everything)
-    run = summary["this_run"]
+    run = summary.this_run
+    assert run is not None
     return {
-        "wall_s": run["wall_s"],
-        "setup_s": run["setup_s"] + cluster_s,
-        "nodes": summary["nodes"],
-        "solved": summary["solved"],
-        "problems_per_hour": len(problems) / run["wall_s"] * 3600,
-        "nodes_per_s": summary["nodes"] / run["wall_s"],
-        "driver_share": run["driver_cpu_s"] / run["wall_s"],
+        "wall_s": run.wall_s,
+        "setup_s": run.setup_s + cluster_s,
+        "nodes": summary.nodes,
+        "solved": summary.solved,
+        "problems_per_hour": len(problems) / run.wall_s * 3600,
+        "nodes_per_s": summary.nodes / run.wall_s,
+        "driver_share": run.driver_cpu_s / run.wall_s,
     }
 
 

@@ -68,12 +68,12 @@ def main(argv=None) -> dict:
             log=lambda msg, s=seed: print(f"[seed {s}] {msg}", flush=True),
         )
         seconds[seed] = time.perf_counter() - started
-        runs[seed] = result["rounds"]
+        runs[seed] = result.rounds
     table = []
     for k in range(len(next(iter(runs.values())))):
         row = {"round": k}
         for key, _ in COLUMNS:
-            values = [r[k]["eval"].get(key)["accuracy"] for r in runs.values() if r[k]["eval"].get(key)]
+            values = [getattr(r[k].eval, key).accuracy for r in runs.values() if getattr(r[k].eval, key)]
             row[key] = dict(zip(("mean", "se"), mean_se(values))) | {"runs": values} if values else None
         table.append(row)
     print(f"\n{args.preset}, seeds {args.seeds}, overrides {overrides}\n")

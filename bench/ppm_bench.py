@@ -173,6 +173,10 @@ def vote_curves(rows: list[dict], scores: list[list[float]], ks: list[int]) -> d
     return out
 
 
+def _counts(summary) -> dict:
+    return {k: getattr(summary, k) for k in ("problems", "solved", "nodes", "steps_failed")}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="runs/ppm-bench")
@@ -225,7 +229,7 @@ def main(argv=None) -> dict:
     )
     trees = read_trees(work / "search" / "trees.jsonl")
     seconds["search"] = time.perf_counter() - t0
-    print(f"search: {summary['problems']} problems, {summary['solved']} solved, {summary['nodes']} nodes")
+    print(f"search: {summary.problems} problems, {summary.solved} solved, {summary.nodes} nodes")
 
     # 2. data
     splits = {"bootstrap": stage_data(work / "data", trees, config, args.seed)}
@@ -243,9 +247,7 @@ def main(argv=None) -> dict:
 
     # 3b. more pairs: further problems searched by the SFT policy, as round 2 does
     # (its SFT prompt, float32, the later rounds' errors threshold); split the same way.
-    searches = {
-        "bootstrap": {"searcher": searcher, **{k: summary[k] for k in ("problems", "solved", "nodes", "steps_failed")}}
-    }
+    searches = {"bootstrap": {"searcher": searcher, **_counts(summary)}}
     if args.tuned_pool_size:
         t0 = time.perf_counter()
         more = load_problems(ev.pool, args.pool_size + args.tuned_pool_size)[args.pool_size :]
@@ -266,7 +268,7 @@ def main(argv=None) -> dict:
         )
         searches["tuned"] = {
             "searcher": "policy",
-            **{k: tuned_summary[k] for k in ("problems", "solved", "nodes", "steps_failed")},
+            **_counts(tuned_summary),
         }
         seconds["search_tuned"] = time.perf_counter() - t0
     folders = [work / "data"] + ([work / "data-tuned"] if args.tuned_pool_size else [])
@@ -326,9 +328,9 @@ def main(argv=None) -> dict:
                 kept=kept,
             )
             results[mode] = {
-                "problems": m["problems"],
-                "accuracy": m["accuracy"],
-                "se": se(m["accuracy"], m["problems"]),
+                "problems": m.problems,
+                "accuracy": m.accuracy,
+                "se": se(m.accuracy, m.problems),
             }
     finally:
         kept.close()

@@ -38,16 +38,17 @@ def main(argv=None) -> dict:
     problems = load_problems(args.problems, args.limit)
     with tempfile.TemporaryDirectory() as tmp:
         summary = search_problems(problems, Path(tmp) / "run", config)
-    run = summary["this_run"]
-    wall = run["wall_s"]
+    run = summary.this_run
+    assert run is not None
+    wall = run.wall_s
     phases = {
-        **{k: run["seconds"].get(k, 0.0) for k in ("generation", "sandbox", "grading", "ppm")},
-        "everything else": run["other_s"],
+        **{k: run.seconds.get(k, 0.0) for k in ("generation", "sandbox", "grading", "ppm")},
+        "everything else": run.other_s,
     }
     print(
         f"\n{len(problems)} problems of {args.problems}, preset {args.preset}: "
-        f"{summary['nodes']} nodes, {summary['solved']} solved, {summary['steps_failed']} failed steps; "
-        f"start-up {run['setup_s']:.1f} s (not in the wall time)"
+        f"{summary.nodes} nodes, {summary.solved} solved, {summary.steps_failed} failed steps; "
+        f"start-up {run.setup_s:.1f} s (not in the wall time)"
     )
     print("\n| phase | seconds | share of wall |\n|---|---|---|")
     for name, sec in phases.items():
@@ -58,7 +59,7 @@ def main(argv=None) -> dict:
         "config": config.to_dict(),
         "summary": summary,
         "phases": phases,
-        "other_share": run["other_s"] / wall,
+        "other_share": run.other_s / wall,
     }
     save_report(report, args.out)
     return report

@@ -75,10 +75,10 @@ def run_one(kind: str, base: str, n: int, out: str) -> dict:
         "kind": kind,
         "examples": n,
         "tokens": tokens,
-        "steps": m["steps"],
+        "steps": m.steps,
         "wall_s": wall,
         "tokens_per_s": tokens / wall,
-        "final_loss": m["losses"][-1],
+        "final_loss": m.losses[-1],
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 

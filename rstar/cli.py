@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rstar.metrics import RoundMetrics, Score
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -132,8 +134,8 @@ def search(
         except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
     console.print(
-        f"{summary['problems']} trees in {out / 'trees.jsonl'}: solved {summary['solved']}, "
-        f"{summary['nodes']} nodes, {summary['steps_failed']} failed steps"
+        f"{summary.problems} trees in {out / 'trees.jsonl'}: solved {summary.solved}, "
+        f"{summary.nodes} nodes, {summary.steps_failed} failed steps"
     )
 
 
@@ -185,15 +187,15 @@ def evaluate_cmd(
     if mode == "mcts":
         title += f" ({config.inference.runs} runs x {config.mcts.rollouts} rollouts, top-{config.inference.top_k} vote)"
     table = Table(title=title)
-    for col in ("problems", "correct", "accuracy", f"maj@{metrics['n']}", f"pass@{metrics['n']}", "wall s"):
+    for col in ("problems", "correct", "accuracy", f"maj@{metrics.n}", f"pass@{metrics.n}", "wall s"):
         table.add_column(col)
     table.add_row(
-        str(metrics["problems"]),
-        str(metrics["correct"]),
-        f"{metrics['accuracy']:.1%}",
-        f"{metrics['majority_accuracy']:.1%}",
-        f"{metrics['pass_at_n']:.1%}",
-        f"{metrics['wall_s']:.0f}",
+        str(metrics.problems),
+        str(metrics.correct),
+        f"{metrics.accuracy:.1%}",
+        f"{metrics.majority_accuracy:.1%}",
+        f"{metrics.pass_at_n:.1%}",
+        f"{metrics.wall_s:.0f}",
     )
     Console().print(table)
 
@@ -276,11 +278,11 @@ def train(
         metrics = train(what, data, out, settings, config.launch)
     except (DataFileError, LaunchError, ValueError) as exc:
         _fail(str(exc))
-    summary = f"{what}: {metrics['steps']} steps, final loss {metrics['losses'][-1]:.4f}"
-    if metrics["skipped_too_long"]:
-        summary += f", {metrics['skipped_too_long']} skipped as longer than max_length"
-    if "eval_pairwise_accuracy" in metrics:
-        summary += f", held-out pairwise accuracy {metrics['eval_pairwise_accuracy']:.1%}"
+    summary = f"{what}: {metrics.steps} steps, final loss {metrics.losses[-1]:.4f}"
+    if metrics.skipped_too_long:
+        summary += f", {metrics.skipped_too_long} skipped as longer than max_length"
+    if metrics.eval_pairwise_accuracy is not None:
+        summary += f", held-out pairwise accuracy {metrics.eval_pairwise_accuracy:.1%}"
     console.print(summary + f" -> {out}")
 
 
@@ -321,31 +323,30 @@ def evolve(
             )
     except (ValueError, FileNotFoundError, ProblemFileError, DataFileError, LaunchError) as exc:
         _fail(str(exc))
-    Console().print(_evolve_table(result["rounds"]))
-    console.print(f"report: {result['report']}")
+    Console().print(_evolve_table(result.rounds))
+    console.print(f"report: {result.report}")
 
 
-def _evolve_table(rounds: list[dict]) -> Table:
+def _evolve_table(rounds: list[RoundMetrics]) -> Table:
     table = Table(title="held-out accuracy per round")
     for col in ("round", "greedy", "majority@N", "PPM best-of-N", "PPM-guided", "PPM pair acc.", "other set", "wall s"):
         table.add_column(col)
     for m in rounds:
-        e = m["eval"]
+        e = m.eval
 
-        def cell(result, e=e):
-            return "-" if result is None else f"{result['accuracy']:.0%} ({result['correct']}/{e['problems']})"
+        def cell(result: Score | None, total: int = e.problems) -> str:
+            return "-" if result is None else f"{result.accuracy:.0%} ({result.correct}/{total})"
 
-        ppm = (m.get("ppm_train") or {}).get("eval_pairwise_accuracy")
-        extra = e.get("extra")
+        ppm = m.ppm_train.eval_pairwise_accuracy if m.ppm_train else None
         table.add_row(
-            str(m["round"]),
-            cell(e["greedy"]),
-            cell(e["majority"]),
-            cell(e["best_of_n"]),
-            cell(e.get("guided")),
+            str(m.round),
+            cell(e.greedy),
+            cell(e.majority),
+            cell(e.best_of_n),
+            cell(e.guided),
             "-" if ppm is None else f"{ppm:.0%}",
-            "-" if extra is None else f"{extra['accuracy']:.0%} ({extra['correct']}/{extra['problems']})",
-            f"{sum(m['seconds'].values()):.0f}",
+            cell(e.extra, e.extra.problems) if e.extra else "-",
+            f"{sum(m.seconds.values()):.0f}",
         )
     return table
 

@@ -25,9 +25,23 @@ import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from rstar.config import RunConfig, with_policy
 from rstar.data import Problem, load_problems
+from rstar.metrics import (
+    AnswerPairs,
+    Curve,
+    EvolveResult,
+    ExtraScore,
+    GuidedScore,
+    HeldoutMetrics,
+    QHistogram,
+    Record,
+    RoundMetrics,
+    Score,
+    TrainMetrics,
+)
 from rstar.runs.evaluate import evaluate
 from rstar.runs.search import search_problems
 from rstar.runs.store import claim, read_jsonl, read_trees, write_atomic
@@ -37,6 +51,7 @@ from rstar.search.tree import Tree
 from rstar.train.extract import PairCounts, describe_counts, ppm_pairs, sft_records
 
 SPEC = "evolve.json"
+R = TypeVar("R", bound=Record)
 DONE = "metrics.json"
 
 
@@ -53,7 +68,7 @@ class HeldOut:
     extra: list[Problem]
 
 
-def evolve(workdir: Path, config: RunConfig, preset: str, log=print, workers=None) -> dict:
+def evolve(workdir: Path, config: RunConfig, preset: str, log=print, workers=None) -> EvolveResult:
     """Run (or continue) `config.evolve.rounds` rounds in `workdir`; returns the
     metrics of every round, round 0 (the base policy) first. `workers`: where
     searches and evaluations run (default: this process; see `rstar.cluster`)."""
@@ -92,7 +107,7 @@ def evolve(workdir: Path, config: RunConfig, preset: str, log=print, workers=Non
         kept.close()
     if not (workdir / "report.md").exists():
         write_report(workdir, history, config, preset)
-    return {"rounds": history, "report": str(workdir / "report.md")}
+    return EvolveResult(history, workdir / "report.md")
 
 
 def claim_workdir(workdir: Path, config: RunConfig, preset: str) -> None:
@@ -127,15 +142,15 @@ def run_round(
     pool: list[Problem],
     heldout: HeldOut,
     config: RunConfig,
-    history: list[dict],
+    history: list[RoundMetrics],
     workdir: Path,
     kept: Workers,
     log,
-) -> dict:
+) -> RoundMetrics:
     ev = config.evolve
     previous = history[-1]
     base = config.engine.model
-    policy, ppm, tuned = previous["policy"], previous["ppm"], previous["tuned"]
+    policy, ppm, tuned = previous.policy, previous.ppm, previous.tuned
     searcher = ev.bootstrap if (k == 1 and ev.bootstrap) else policy
     search_cfg = with_policy(config, searcher, tuned and searcher == policy)
     if k == 1:  # the bootstrap round: its own rollout count and code-error threshold, as the reference
@@ -145,7 +160,7 @@ def run_round(
             mcts=dataclasses.replace(search_cfg.mcts, rollouts=ev.bootstrap_rollouts or search_cfg.mcts.rollouts),
         )
     search_ppm = ppm if k >= ev.ppm_search_from else None  # the paper: terminal-guided in rounds 1-2
-    solved_before = set().union(*(set(m.get("solved_ids", [])) for m in history[1:]))
+    solved_before = {i for m in history[1:] for i in m.solved_ids}
     more = ev.unsolved_rollouts if k >= ev.unsolved_from else 0
     rollouts = {p.id: more for p in pool if p.id not in solved_before} if more else {}
     _claim_round(
@@ -177,8 +192,7 @@ def run_round(
         )
         trees = _in_pool_order(read_trees(folder / "search" / "trees.jsonl"), pool)
     log(
-        f"round {k}: solved {search['solved']}/{search['problems']}, {search['nodes']} nodes, "
-        f"{search['steps_failed']} failed steps"
+        f"round {k}: solved {search.solved}/{search.problems}, {search.nodes} nodes, {search.steps_failed} failed steps"
     )
 
     with seconds.phase("extract"):
@@ -197,7 +211,8 @@ def run_round(
         pairs = _write_once(folder / "data" / "ppm.jsonl", pairs)
     log(f"round {k}: {sft} SFT examples, {pairs} PPM pairs ({describe_counts(counts)})")
 
-    policy_metrics = ppm_metrics = None
+    policy_metrics: TrainMetrics | None = None
+    ppm_metrics: TrainMetrics | None = None
     if sft or pairs >= ev.min_pairs:
         kept.close()  # training needs the memory; the policy changes anyway
     if sft:
@@ -230,30 +245,30 @@ def run_round(
 
     with seconds.phase("eval"):
         evaluation = evaluate_heldout(folder / "eval", heldout, config, policy, tuned, ppm, kept, log)
-    metrics = {
-        "round": k,
-        "policy": policy,
-        "tuned": tuned,
-        "ppm": ppm,
-        "search_model": searcher,
-        "search": {key: search[key] for key in ("problems", "solved", "nodes", "steps_failed", "terminals")},
-        "solved_ids": sorted(t.problem_id for t in trees if t.solved),
-        "q_values": q_histogram(trees),
-        "sft_examples": sft,
-        "ppm_pairs": pairs,
-        "pair_counts": dict(counts),
-        "policy_train": _train_summary(policy_metrics),
-        "ppm_train": _train_summary(ppm_metrics),
-        "eval": evaluation,
-        "seconds": seconds.read(),
-    }
-    _write_json(folder / DONE, metrics)
+    metrics = RoundMetrics(
+        round=k,
+        policy=policy,
+        tuned=tuned,
+        ppm=ppm,
+        search_model=searcher,
+        search=dataclasses.replace(search, this_run=None),
+        solved_ids=sorted(t.problem_id for t in trees if t.solved),
+        q_values=q_histogram(trees),
+        sft_examples=sft,
+        ppm_pairs=pairs,
+        pair_counts=dict(counts),
+        policy_train=policy_metrics.summary() if policy_metrics else None,
+        ppm_train=ppm_metrics.summary() if ppm_metrics else None,
+        eval=evaluation,
+        seconds=seconds.read(),
+    )
+    _write_json(folder / DONE, metrics.to_dict())
     return metrics
 
 
 def evaluate_heldout(
     folder: Path, held: HeldOut, config: RunConfig, policy: str, tuned: bool, ppm: str | None, kept: Workers, log
-) -> dict:
+) -> HeldoutMetrics:
     """Greedy accuracy, and N samples judged by majority vote and (with a PPM)
     by the PPM, on the held-out set; with the curves against N; PPM-guided
     search; greedy accuracy on the second held-out set."""
@@ -281,45 +296,36 @@ def evaluate_heldout(
         result = evaluate(
             heldout, mode, width, folder / mode, cfg, ppm=ppm, on_batch=_counter(f"    {mode}:", log), kept=kept
         )
-        guided = {
-            "mode": mode,
-            "correct": result["correct"],
-            "accuracy": result["accuracy"],
-            "pass": result["pass_at_n"],
-        }
+        guided = GuidedScore(result.correct, result.accuracy, mode=mode, pass_at_n=result.pass_at_n)
     extra = None
     if held.extra:
         log(f"  {ev.extra_heldout}: greedy on {len(held.extra)} problems")
         result = evaluate(
             held.extra, "greedy", 1, folder / "extra", cfg, on_batch=_counter("    extra:", log), kept=kept
         )
-        extra = {
-            "set": ev.extra_heldout,
-            "problems": len(held.extra),
-            "correct": result["correct"],
-            "accuracy": result["accuracy"],
-        }
+        extra = ExtraScore(result.correct, result.accuracy, set=ev.extra_heldout, problems=len(held.extra))
     ids = {p.id for p in heldout}
     rows = [r for r in read_jsonl(folder / "sample" / "answers.jsonl") if r["id"] in ids]
-    return {
-        "problems": len(heldout),
-        "greedy": {"correct": greedy["correct"], "accuracy": greedy["accuracy"]},
-        "n": ev.eval_n,
-        "majority": {"correct": sample["majority_correct"], "accuracy": sample["majority_accuracy"]},
-        "best_of_n": ({"correct": sample["correct"], "accuracy": sample["accuracy"]} if ppm else None),
-        "guided": guided,
-        "extra": extra,
-        "pass_at_n": sample["pass_at_n"],
-        "curve": sample_curves(rows, ev.eval_n, with_ppm=ppm is not None),
-        "answer_pairs": answer_pair_accuracy(rows) if ppm else None,
-    }
+    return HeldoutMetrics(
+        problems=len(heldout),
+        greedy=Score(greedy.correct, greedy.accuracy),
+        n=ev.eval_n,
+        majority=Score(sample.majority_correct, sample.majority_accuracy),
+        best_of_n=Score(sample.correct, sample.accuracy) if ppm else None,
+        guided=guided,
+        extra=extra,
+        pass_at_n=sample.pass_at_n,
+        curve=sample_curves(rows, ev.eval_n, with_ppm=ppm is not None),
+        answer_pairs=answer_pair_accuracy(rows) if ppm else None,
+    )
 
 
-def sample_curves(rows: list[dict], n: int, with_ppm: bool) -> dict:
+def sample_curves(rows: list[dict], n: int, with_ppm: bool) -> Curve:
     """Accuracy of majority vote (and PPM best-of-N) using the first k samples
     of each problem, for k = 1, 2, 4, ... up to n."""
     ks = sorted({min(2**i, n) for i in range(n.bit_length() + 1)})
-    curve = {"k": ks, "majority": [], "best_of_n": [] if with_ppm else None}
+    majority_at: list[float] = []
+    best_at: list[float] = []
     for k in ks:
         maj = bon = 0
         for row in rows:
@@ -330,13 +336,12 @@ def sample_curves(rows: list[dict], n: int, with_ppm: bool) -> dict:
             scored = [s for s in first if s["answer"] is not None and s["ppm"] is not None]
             if scored:
                 bon += bool(max(scored, key=lambda s: s["ppm"])["correct"])
-        curve["majority"].append(maj / len(rows))
-        if with_ppm:
-            curve["best_of_n"].append(bon / len(rows))
-    return curve
+        majority_at.append(maj / len(rows))
+        best_at.append(bon / len(rows))
+    return Curve(ks, majority_at, best_at if with_ppm else None)
 
 
-def answer_pair_accuracy(rows: list[dict]) -> dict:
+def answer_pair_accuracy(rows: list[dict]) -> AnswerPairs:
     """How often the PPM scores a correct held-out solution above a wrong one
     of the same problem (distinct solutions; problems with both kinds only)."""
     wins = total = 0
@@ -347,36 +352,31 @@ def answer_pair_accuracy(rows: list[dict]) -> dict:
             for b in bad:
                 total += 1
                 wins += g > b
-    return {"pairs": total, "accuracy": wins / total if total else None}
+    return AnswerPairs(total, wins / total if total else None)
 
 
-def q_histogram(trees, bins: int = 20) -> dict:
+def q_histogram(trees, bins: int = 20) -> QHistogram:
     """Counts of step nodes' Q-values in equal bins over [-1, 1]."""
     counts = [0] * bins
     for t in trees:
         for node in t.nodes:
             if node.step is not None and node.n:
                 counts[min(int((node.value + 1) / 2 * bins), bins - 1)] += 1
-    return {"edges": [-1 + 2 * i / bins for i in range(bins + 1)], "counts": counts}
+    return QHistogram([-1 + 2 * i / bins for i in range(bins + 1)], counts)
 
 
 # -- helpers -------------------------------------------------------------------
 
 
-def _round_zero(folder: Path, heldout: HeldOut, config: RunConfig, kept: Workers, log) -> dict:
+def _round_zero(folder: Path, heldout: HeldOut, config: RunConfig, kept: Workers, log) -> RoundMetrics:
     log(f"round 0: evaluating the base policy {config.engine.model}")
     seconds = _Seconds(folder / "seconds.json")
     with seconds.phase("eval"):
         evaluation = evaluate_heldout(folder / "eval", heldout, config, config.engine.model, False, None, kept, log)
-    metrics = {
-        "round": 0,
-        "policy": config.engine.model,
-        "tuned": False,
-        "ppm": None,
-        "eval": evaluation,
-        "seconds": seconds.read(),
-    }
-    _write_json(folder / DONE, metrics)
+    metrics = RoundMetrics(
+        round=0, policy=config.engine.model, tuned=False, ppm=None, eval=evaluation, seconds=seconds.read()
+    )
+    _write_json(folder / DONE, metrics.to_dict())
     return metrics
 
 
@@ -400,20 +400,13 @@ def _counter(what: str, log):
     return on_batch
 
 
-def _train(out: Path, data: Path, what: str, settings, config: RunConfig) -> dict:
+def _train(out: Path, data: Path, what: str, settings, config: RunConfig) -> TrainMetrics:
     done = out / "metrics.json"
     if done.exists():
-        return _load_json(done)
+        return _load(TrainMetrics, done)
     from rstar.train.launch import train
 
     return train(what, data, out, settings, config.launch)
-
-
-def _train_summary(metrics: dict | None) -> dict | None:
-    if metrics is None:
-        return None
-    keep = ("steps", "train_loss", "skipped_too_long", "eval_pairwise_accuracy", "eval_pairs", "train_pairs")
-    return {k: metrics[k] for k in keep if k in metrics}
 
 
 def _claim_round(folder: Path, spec: dict) -> None:
@@ -430,9 +423,17 @@ def _claim_round(folder: Path, spec: dict) -> None:
     )
 
 
-def _read_done(folder: Path) -> dict | None:
+def _read_done(folder: Path) -> RoundMetrics | None:
     path = folder / DONE
-    return _load_json(path) if path.exists() else None
+    return _load(RoundMetrics, path) if path.exists() else None
+
+
+def _load(record: type[R], path: Path) -> R:
+    data = _load_json(path)
+    try:
+        return record.from_dict(data)
+    except ValueError as exc:
+        raise EvolveError(f"{path} is damaged ({exc}); move it away to redo that stage") from None
 
 
 def _load_json(path: Path) -> dict:

@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 
 from rstar.config import RunConfig
+from rstar.metrics import ExtraScore, GuidedScore, RoundMetrics, Score, TrainSummary
 from rstar.runs.store import write_atomic
 
 
-def write_report(workdir: Path, rounds: list[dict], config: RunConfig, preset: str) -> Path:
+def write_report(workdir: Path, rounds: list[RoundMetrics], config: RunConfig, preset: str) -> Path:
     plots = workdir / "plots"
     plots.mkdir(exist_ok=True)
     images = _plots(plots, rounds)
@@ -21,7 +22,7 @@ def write_report(workdir: Path, rounds: list[dict], config: RunConfig, preset: s
         f"Preset `{preset}`; base policy `{config.engine.model}`"
         + (f", round 1 bootstrapped by `{ev.bootstrap}`" if ev.bootstrap else "")
         + f"; pool `{ev.pool}` ({ev.pool_size or 'all'} problems); held-out `{ev.heldout}` "
-        f"({rounds[0]['eval']['problems']} problems, never trained on); N = {ev.eval_n}.",
+        f"({rounds[0].eval.problems} problems, never trained on); N = {ev.eval_n}.",
         "",
         "## Held-out accuracy per round",
         "",
@@ -30,16 +31,14 @@ def write_report(workdir: Path, rounds: list[dict], config: RunConfig, preset: s
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in rounds:
-        e = m["eval"]
-        ppm_train = m.get("ppm_train") or {}
-        pairs = e.get("answer_pairs") or {}
+        e, pt, pairs = m.eval, m.ppm_train, m.eval.answer_pairs
         lines.append(
-            f"| {m['round']} | {_short(m['policy'])} | {_count(e['greedy'], e['problems'])} "
-            f"| {_count(e['majority'], e['problems'])} | {_count(e['best_of_n'], e['problems'])} "
-            f"| {_guided(e.get('guided'), e['problems'])} "
-            f"| {e['pass_at_n']:.0%} | {_pct(ppm_train.get('eval_pairwise_accuracy'))}"
-            f"{_n(ppm_train.get('eval_pairs'))} | {_pct(pairs.get('accuracy'))}{_n(pairs.get('pairs'))} "
-            f"| {_extra(e.get('extra'))} |"
+            f"| {m.round} | {_short(m.policy)} | {_count(e.greedy, e.problems)} "
+            f"| {_count(e.majority, e.problems)} | {_count(e.best_of_n, e.problems)} "
+            f"| {_guided(e.guided, e.problems)} "
+            f"| {e.pass_at_n:.0%} | {_pct(pt and pt.eval_pairwise_accuracy)}"
+            f"{_n(pt and pt.eval_pairs)} | {_pct(pairs and pairs.accuracy)}{_n(pairs and pairs.pairs)} "
+            f"| {_extra(e.extra)} |"
         )
     lines += ["", *(f"![{name}](plots/{name}.png)" for name in images), ""]
     for m in rounds[1:]:
@@ -58,22 +57,28 @@ def write_report(workdir: Path, rounds: list[dict], config: RunConfig, preset: s
     return path
 
 
-def _round_section(m: dict) -> list[str]:
-    s, pt, mt = m["search"], m.get("policy_train"), m.get("ppm_train")
+def _round_section(m: RoundMetrics) -> list[str]:
+    s, pt, mt = m.search, m.policy_train, m.ppm_train
     rows = [
-        ("search model", f"`{_short(m['search_model'])}`"),
-        ("problems solved in search", f"{s['solved']}/{s['problems']}"),
-        ("nodes (steps that failed to run)", f"{s['nodes']} ({s['steps_failed']})"),
-        ("SFT examples / PPM pairs", f"{m['sft_examples']} / {m['ppm_pairs']}"),
+        ("search model", f"`{_short(m.search_model or '')}`"),
+        ("problems solved in search", f"{s.solved}/{s.problems}" if s else "–"),
+        ("nodes (steps that failed to run)", f"{s.nodes} ({s.steps_failed})" if s else "–"),
+        ("SFT examples / PPM pairs", f"{m.sft_examples} / {m.ppm_pairs}"),
         (
             "step pairs considered / dropped (empty, not better, margin, near-identical)",
-            _pair_counts(m.get("pair_counts")),
+            _pair_counts(m.pair_counts),
         ),
-        ("policy training", f"{pt['steps']} steps, loss {pt['train_loss']:.3f}" if pt else "not trained (no data)"),
-        ("PPM training", f"{mt['steps']} steps, loss {mt['train_loss']:.3f}" if mt else "not trained (too few pairs)"),
+        ("policy training", _trained(pt, "not trained (no data)")),
+        ("PPM training", _trained(mt, "not trained (too few pairs)")),
     ]
-    rows += [(f"wall s: {phase}", f"{sec:.0f}") for phase, sec in m["seconds"].items()]
-    return [f"## Round {m['round']}", "", "| | |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows), ""]
+    rows += [(f"wall s: {phase}", f"{sec:.0f}") for phase, sec in m.seconds.items()]
+    return [f"## Round {m.round}", "", "| | |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows), ""]
+
+
+def _trained(summary: TrainSummary | None, otherwise: str) -> str:
+    if summary is None:
+        return otherwise
+    return f"{summary.steps} steps, loss {summary.train_loss:.3f}" if summary.train_loss is not None else "–"
 
 
 def _pair_counts(c: dict | None) -> str:
@@ -85,14 +90,14 @@ def _pair_counts(c: dict | None) -> str:
     )
 
 
-def _plots(folder: Path, rounds: list[dict]) -> list[str]:
+def _plots(folder: Path, rounds: list[RoundMetrics]) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     made = []
-    ks = [m["round"] for m in rounds]
+    ks = [m.round for m in rounds]
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for key, label in (
@@ -101,7 +106,7 @@ def _plots(folder: Path, rounds: list[dict]) -> list[str]:
         ("best_of_n", "PPM best-of-N"),
         ("guided", "PPM-guided search"),
     ):
-        ys = [m["eval"][key]["accuracy"] if m["eval"].get(key) else None for m in rounds]
+        ys = [getattr(m.eval, key).accuracy if getattr(m.eval, key) else None for m in rounds]
         pts = [(k, y) for k, y in zip(ks, ys) if y is not None]
         if pts:
             ax.plot(*zip(*pts), marker="o", label=label)
@@ -110,38 +115,37 @@ def _plots(folder: Path, rounds: list[dict]) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for m in rounds:
-        c = m["eval"]["curve"]
-        ax.plot(c["k"], c["majority"], linestyle="--", marker=".", label=f"round {m['round']} majority")
-        if c["best_of_n"]:
-            ax.plot(c["k"], c["best_of_n"], marker="o", label=f"round {m['round']} PPM best-of-N")
+        c = m.eval.curve
+        ax.plot(c.k, c.majority, linestyle="--", marker=".", label=f"round {m.round} majority")
+        if c.best_of_n:
+            ax.plot(c.k, c.best_of_n, marker="o", label=f"round {m.round} PPM best-of-N")
     ax.set_xscale("log", base=2)
-    _finish(ax, "N (samples)", "held-out accuracy", "Best-of-N vs majority vote", rounds[0]["eval"]["curve"]["k"])
+    _finish(ax, "N (samples)", "held-out accuracy", "Best-of-N vs majority vote", rounds[0].eval.curve.k)
     made.append(_save(fig, folder, "best_of_n"))
 
-    searched = [m for m in rounds if "q_values" in m]
+    searched = [(m.round, m.q_values) for m in rounds if m.q_values]
     if searched:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        for m in searched:
-            h = m["q_values"]
-            centers = [(a + b) / 2 for a, b in zip(h["edges"], h["edges"][1:])]
-            ax.step(centers, h["counts"], where="mid", label=f"round {m['round']}")
+        for k, h in searched:
+            centers = [(a + b) / 2 for a, b in zip(h.edges, h.edges[1:])]
+            ax.step(centers, h.counts, where="mid", label=f"round {k}")
         _finish(ax, "Q-value", "step nodes", "Distribution of Q-values", None)
         made.append(_save(fig, folder, "q_values"))
 
-    trained = [m for m in rounds if m.get("ppm_train")]
+    trained = [(m.round, m.ppm_train) for m in rounds if m.ppm_train]
     if trained:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        xs = [m["round"] for m in trained]
+        xs = [k for k, _ in trained]
         ax.plot(
             xs,
-            [m["ppm_train"]["eval_pairwise_accuracy"] for m in trained],
+            [t.eval_pairwise_accuracy for _, t in trained],
             marker="o",
             label="held-out pairs (pool problems kept out of training)",
         )
         held = [
-            (m["round"], m["eval"]["answer_pairs"]["accuracy"])
-            for m in trained
-            if (m["eval"].get("answer_pairs") or {}).get("accuracy") is not None
+            (m.round, m.eval.answer_pairs.accuracy)
+            for m in rounds
+            if m.ppm_train and m.eval.answer_pairs and m.eval.answer_pairs.accuracy is not None
         ]
         if held:
             ax.plot(*zip(*held), marker="s", label="held-out problems: correct vs wrong answers")
@@ -175,16 +179,16 @@ def _save(fig, folder: Path, name: str) -> str:
     return name
 
 
-def _count(result: dict | None, total: int) -> str:
-    return "–" if result is None else f"{result['accuracy']:.0%} ({result['correct']}/{total})"
+def _count(result: Score | None, total: int) -> str:
+    return "–" if result is None else f"{result.accuracy:.0%} ({result.correct}/{total})"
 
 
-def _guided(result: dict | None, total: int) -> str:
-    return "–" if result is None else f"{result['mode']}: {_count(result, total)}"
+def _guided(result: GuidedScore | None, total: int) -> str:
+    return "–" if result is None else f"{result.mode}: {_count(result, total)}"
 
 
-def _extra(result: dict | None) -> str:
-    return "–" if result is None else f"{result['set']}: {_count(result, result['problems'])}"
+def _extra(result: ExtraScore | None) -> str:
+    return "–" if result is None else f"{result.set}: {_count(result, result.problems)}"
 
 
 def _pct(x) -> str:

@@ -20,6 +20,7 @@ from rstar.cli import app
 from rstar.config import load_config, with_policy
 from rstar.data import load_problems
 from rstar.evolve import answer_pair_accuracy, sample_curves
+from rstar.metrics import Curve, RoundMetrics
 from rstar.runs.evaluate import evaluate
 from rstar.runs.search import summarize
 from rstar.runs.store import read_jsonl, read_trees
@@ -52,34 +53,35 @@ def evolved(tmp_path_factory):
 
 
 def test_evolve_tiny_end_to_end(evolved):
-    rounds = [json.loads((evolved / f"round-{k}" / "metrics.json").read_text()) for k in range(3)]
-    assert [m["round"] for m in rounds] == [0, 1, 2]
+    read = [json.loads((evolved / f"round-{k}" / "metrics.json").read_text()) for k in range(3)]
+    rounds = [RoundMetrics.from_dict(m) for m in read]
+    assert [m.round for m in rounds] == [0, 1, 2]
     for m in rounds[1:]:
-        trees = read_trees(evolved / f"round-{m['round']}" / "search" / "trees.jsonl")
-        assert len(trees) == 12 and m["search"] == {k: v for k, v in summarize(trees).items()}
-        assert m["solved_ids"] == sorted(t.problem_id for t in trees if t.solved)
-        assert sum(m["q_values"]["counts"]) == sum(1 for t in trees for n in t.nodes if n.step and n.n)
+        trees = read_trees(evolved / f"round-{m.round}" / "search" / "trees.jsonl")
+        assert len(trees) == 12 and m.search == summarize(trees)
+        assert m.solved_ids == sorted(t.problem_id for t in trees if t.solved)
+        assert m.q_values and sum(m.q_values.counts) == sum(1 for t in trees for n in t.nodes if n.step and n.n)
     # The tiny model solves some toy problems: round 1 trains a policy and a PPM,
     # and round 2 searches with both.
     first = rounds[1]
-    assert first["sft_examples"] > 0 and first["policy_train"]["steps"] > 0
-    assert first["ppm_train"]["steps"] > 0 and 0 <= first["ppm_train"]["eval_pairwise_accuracy"] <= 1
+    assert first.sft_examples > 0 and first.policy_train and first.policy_train.steps > 0
+    assert first.ppm_train and first.ppm_train.steps > 0 and 0 <= first.ppm_train.eval_pairwise_accuracy <= 1
     spec = json.loads((evolved / "round-2" / "config.json").read_text())
-    assert spec["search_model"] == first["policy"] == str((evolved / "round-1" / "policy").resolve())
-    assert spec["ppm"] == first["ppm"] and spec["search"]["expand"]["prompt_style"] == "sft"
+    assert spec["search_model"] == first.policy == str((evolved / "round-1" / "policy").resolve())
+    assert spec["ppm"] == first.ppm and spec["search"]["expand"]["prompt_style"] == "sft"
     # round 1 is terminal-guided with the bootstrap's code-error threshold; later rounds use 1
     spec1 = json.loads((evolved / "round-1" / "config.json").read_text())
     assert spec1["ppm"] is None and spec1["search"]["expand"]["errors_threshold"] == 2
     assert spec["search"]["expand"]["errors_threshold"] == 1
     # every rule of the pair extraction is counted; the kept ones are the pairs written
-    assert first["pair_counts"]["kept"] + first["pair_counts"].get("answer_kept", 0) >= first["ppm_pairs"]
+    assert first.pair_counts and first.pair_counts["kept"] + first.pair_counts.get("answer_kept", 0) >= first.ppm_pairs
     # each round with a PPM is also evaluated with PPM-guided search, and on the second held-out set
     for m in rounds:
-        assert m["eval"]["extra"]["problems"] == 4 and m["eval"]["extra"]["set"] == "toy_test"
-        guided = m["eval"]["guided"]
-        assert (guided is None) == (m["ppm"] is None)
+        assert m.eval.extra and m.eval.extra.problems == 4 and m.eval.extra.set == "toy_test"
+        guided = m.eval.guided
+        assert (guided is None) == (m.ppm is None)
         if guided:
-            assert guided["mode"] == "mcts" and 0 <= guided["accuracy"] <= guided["pass"] <= 1
+            assert guided.mode == "mcts" and 0 <= guided.accuracy <= guided.pass_at_n <= 1
     # Round 1 has its own rollout count; then problems no earlier round solved get more.
     first_trees = (evolved / "round-1" / "search" / "trees.jsonl").read_text().splitlines()
     assert {json.loads(line)["config"]["mcts"]["rollouts"] for line in first_trees} == {4}
@@ -89,12 +91,12 @@ def test_evolve_tiny_end_to_end(evolved):
         assert record["config"]["mcts"]["rollouts"] == (6 if record["id"] in unsolved else 3)
     # The curves end where the evaluation's own numbers are.
     for m in rounds:
-        e = m["eval"]
-        assert e["problems"] == 8 and e["curve"]["k"] == [1, 2, 4]
-        assert e["curve"]["majority"][-1] == pytest.approx(e["majority"]["accuracy"])
-        if e["best_of_n"] is not None:
-            assert e["curve"]["best_of_n"][-1] == pytest.approx(e["best_of_n"]["accuracy"])
-    assert rounds[0]["eval"]["best_of_n"] is None  # no PPM before round 1
+        e = m.eval
+        assert e.problems == 8 and e.curve.k == [1, 2, 4]
+        assert e.curve.majority[-1] == pytest.approx(e.majority.accuracy)
+        if e.best_of_n is not None:
+            assert e.curve.best_of_n and e.curve.best_of_n[-1] == pytest.approx(e.best_of_n.accuracy)
+    assert rounds[0].eval.best_of_n is None  # no PPM before round 1
     report = (evolved / "report.md").read_text()
     assert "## Round 1" in report and "## Round 2" in report and "| 2 |" in report
     for name in ("accuracy", "best_of_n", "q_values", "ppm_accuracy"):
@@ -236,6 +238,11 @@ def test_damaged_round_folders_are_named_and_left_alone(evolved, tmp_path):
     result = evolve(copy)
     assert result.exit_code == 2 and "round-1/metrics.json is damaged" in result.output
     assert snapshot(copy, skip=()) == before
+    # JSON, but not a round's metrics: named, with what is missing
+    (copy / "round-1" / "metrics.json").write_text('{"round": 1, "policy": "x"}')
+    result = evolve(copy)
+    assert result.exit_code == 2 and "round-1/metrics.json is damaged (RoundMetrics:" in result.output
+    assert "'tuned'" in result.output
 
     shutil.rmtree(copy)
     shutil.copytree(evolved, copy)
@@ -278,10 +285,8 @@ def test_curves_take_the_first_k_samples():
         },
     ]
     curve = sample_curves(rows, 4, with_ppm=True)
-    assert curve["k"] == [1, 2, 4]
-    assert curve["majority"] == [0.5, 1.0, 0.5]
-    assert curve["best_of_n"] == [0.5, 1.0, 0.5]
-    assert sample_curves(rows, 3, with_ppm=False) == {"k": [1, 2, 3], "majority": [0.5, 1.0, 0.5], "best_of_n": None}
+    assert curve == Curve(k=[1, 2, 4], majority=[0.5, 1.0, 0.5], best_of_n=[0.5, 1.0, 0.5])
+    assert sample_curves(rows, 3, with_ppm=False) == Curve(k=[1, 2, 3], majority=[0.5, 1.0, 0.5], best_of_n=None)
 
 
 def test_answer_pairs_compare_correct_with_wrong_answers_only():
@@ -290,7 +295,8 @@ def test_answer_pairs_compare_correct_with_wrong_answers_only():
         {"samples": [sample("7", True, 0.2), sample("8", False, 0.5), sample("9", False, 0.1)]},
         {"samples": [sample("1", True, 0.4)]},
     ]
-    assert answer_pair_accuracy(rows) == {"pairs": 3, "accuracy": pytest.approx(2 / 3)}
+    got = answer_pair_accuracy(rows)
+    assert got.pairs == 3 and got.accuracy == pytest.approx(2 / 3)
 
 
 def test_ppm_held_out_pairs_come_from_problems_never_trained_on():
@@ -313,7 +319,7 @@ def test_kept_engine_serves_consecutive_stages_of_one_policy(tmp_path):
     again = kept.context(cfg)
     assert again.engine is first.engine and again.sandbox is first.sandbox
     assert read_jsonl(tmp_path / "kept" / "answers.jsonl") == read_jsonl(tmp_path / "alone" / "answers.jsonl")
-    assert shared["correct"] == alone["correct"]
+    assert shared.correct == alone.correct
     # Other engine settings: the kept engine is closed and a new one started.
     other = kept.context(dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, max_batch_rows=8)))
     assert other.engine is not first.engine and first.engine.model is None

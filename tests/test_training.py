@@ -60,10 +60,10 @@ def trained_ppm(tmp_path_factory):
 
 def test_ppm_loss_falls_and_long_pairs_are_counted(trained_ppm):
     _, m = trained_ppm
-    assert all(math.isfinite(x) for x in m["losses"])
-    assert sum(m["losses"][-3:]) / 3 < sum(m["losses"][:3]) / 3
-    assert m["skipped_too_long"] == 1 and m["train_pairs"] + m["eval_pairs"] == 40
-    assert m["eval_pairwise_accuracy"] >= 0.75
+    assert all(math.isfinite(x) for x in m.losses)
+    assert sum(m.losses[-3:]) / 3 < sum(m.losses[:3]) / 3
+    assert m.skipped_too_long == 1 and m.train_pairs + m.eval_pairs == 40
+    assert m.eval_pairwise_accuracy >= 0.75
 
 
 def test_ppm_trained_what_it_should(trained_ppm, tmp_path):
@@ -116,11 +116,11 @@ def test_ppm_resume_continues_from_the_checkpoint(tmp_path):
     again = train_ppm(
         pairs, tmp_path / "ppm", PPMTrainConfig(**{**PPM_CFG.__dict__, "epochs": 2.0, "save_steps": 1}), progress=False
     )
-    assert not first["resumed"] and again["resumed"]
-    assert again["steps"] == 2 * first["steps"]
+    assert not first.resumed and again.resumed
+    assert again.steps == 2 * first.steps
     # The history up to the checkpoint is restored, not recomputed.
-    assert again["losses"][: first["steps"]] == first["losses"]
-    assert len(again["losses"]) == again["steps"]
+    assert again.losses[: first.steps] == first.losses
+    assert len(again.losses) == again.steps
 
 
 @pytest.mark.parametrize(
@@ -166,7 +166,7 @@ def test_policy_sft_trains_lora_and_writes_loadable_models(tmp_path):
     from transformers import AutoModelForCausalLM
 
     m = train_policy(write_sft(tmp_path / "sft.jsonl"), tmp_path / "policy", SFT_CFG, progress=False)
-    assert all(math.isfinite(x) for x in m["losses"]) and m["losses"][-1] < m["losses"][0]
+    assert all(math.isfinite(x) for x in m.losses) and m.losses[-1] < m.losses[0]
     base = load_file(str(resolve_model("tiny") + "/model.safetensors"))
     merged = load_file(str(tmp_path / "policy" / "model.safetensors"))
     changed = {k for k in base if not torch.equal(base[k], merged[k])}
@@ -191,8 +191,8 @@ def test_both_trainings_from_the_real_default_model(tmp_path):
         progress=False,
     )
     assert sft["steps"] == 2 and all(math.isfinite(x) for x in sft["losses"])
-    assert ppm["steps"] == 3 and all(math.isfinite(x) for x in ppm["losses"])
-    assert 0 <= ppm["eval_pairwise_accuracy"] <= 1
+    assert ppm.steps == 3 and all(math.isfinite(x) for x in ppm.losses)
+    assert 0 <= ppm.eval_pairwise_accuracy <= 1
     assert len(PPMScorer(str(tmp_path / "ppm")).score(["x = 1<end_of_step>"])) == 1
 
 
@@ -252,14 +252,14 @@ def test_two_training_processes_write_loadable_models_and_resume(tmp_path):
     two = LaunchConfig(processes=2)
     sft = write_sft(tmp_path / "sft.jsonl", n=16)
     m = train("policy", sft, tmp_path / "policy", PolicyTrainConfig(**{**SFT_CFG.__dict__, "epochs": 1.0}), two)
-    assert m["processes"] == 2 and m["steps"] == 4 and not m["resumed"]  # 16 examples, 4 per step in all
+    assert m.processes == 2 and m.steps == 4 and not m.resumed  # 16 examples, 4 per step in all
     AutoPeftModelForCausalLM.from_pretrained(tmp_path / "policy" / "adapter")
     (tmp_path / "policy" / "metrics.json").unlink()
     again = train("policy", sft, tmp_path / "policy", PolicyTrainConfig(**{**SFT_CFG.__dict__, "epochs": 2.0}), two)
-    assert again["resumed"] and again["steps"] == 8 and again["losses"][:4] == m["losses"]
+    assert again.resumed and again.steps == 8 and again.losses[:4] == m.losses
     pairs = write_pairs(tmp_path / "pairs.jsonl", n=20, too_long=0)
     ppm = train("ppm", pairs, tmp_path / "ppm", PPM_CFG, two)
-    assert ppm["processes"] == 2 and 0 <= ppm["eval_pairwise_accuracy"] <= 1
+    assert ppm.processes == 2 and 0 <= ppm.eval_pairwise_accuracy <= 1
     assert len(PPMScorer(str(tmp_path / "ppm")).score(["x = 1<end_of_step>"])) == 1
     with pytest.raises(ValueError, match="does not split among 3 processes"):
         train("ppm", pairs, tmp_path / "x", PPM_CFG, LaunchConfig(processes=3))
@@ -333,7 +333,7 @@ def test_training_from_the_reference_data_files(tmp_path):
         PolicyTrainConfig(**{**SFT_CFG.__dict__, "epochs": 1.0}),
         progress=False,
     )
-    assert m["examples"] == 12 and m["steps"] > 0
+    assert m.examples == 12 and m.steps > 0
     assert prompt_style_of(str(tmp_path / "policy")) == "sft" == prompt_style_of(str(tmp_path / "policy" / "adapter"))
     pairs = [
         {
@@ -349,7 +349,7 @@ def test_training_from_the_reference_data_files(tmp_path):
     m = train_ppm(
         tmp_path / "rm.json", tmp_path / "ppm", PPMTrainConfig(**{**PPM_CFG.__dict__, "epochs": 1.0}), progress=False
     )
-    assert m["pairs"] == 12 and m["eval_pairs"] >= 1 and m["train_pairs"] + m["eval_pairs"] == 12
+    assert m.pairs == 12 and m.eval_pairs >= 1 and m.train_pairs + m.eval_pairs == 12
     (tmp_path / "bad.json").write_text('[{"query": 3, "response": "x"}]')
     with pytest.raises(DataFileError, match="record 1"):
         train_policy(tmp_path / "bad.json", tmp_path / "p2", SFT_CFG, progress=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 from rstar.config import RunConfig
 from rstar.data import Problem
 from rstar.grading import is_equivalent
+from rstar.metrics import EvalMetrics
 from rstar.ppm.model import check_ppm_folder
 from rstar.runs.store import append_jsonl, claim_folder, read_jsonl
 from rstar.runs.workers import KeptEngine, Workers
@@ -45,7 +46,7 @@ def evaluate(
     ppm: str | None = None,
     on_batch=None,
     kept: Workers | None = None,
-) -> dict:
+) -> EvalMetrics:
     """Solve without the ground truth, then grade; writes answers.jsonl (one row
     per problem, appended per batch: an interrupted run continues) and metrics.json;
     `kept`: run on its engine.
@@ -85,18 +86,18 @@ def evaluate(
     wanted = {p.id for p in problems}
     rows = [r for r in rows if r["id"] in wanted]
     count = len(rows)
-    metrics = {
-        "mode": mode,
-        "n": MODES[mode].reported_n(n, config),
-        "problems": count,
-        "correct": sum(r["correct"] for r in rows),
-        "accuracy": sum(r["correct"] for r in rows) / count,
-        "pass_at_n": sum(r["pass"] for r in rows) / count,
-        "majority_correct": sum(r["majority_correct"] for r in rows),
-        "majority_accuracy": sum(r["majority_correct"] for r in rows) / count,
-        "wall_s": time.perf_counter() - started,
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    metrics = EvalMetrics(
+        mode=mode,
+        n=MODES[mode].reported_n(n, config),
+        problems=count,
+        correct=sum(r["correct"] for r in rows),
+        accuracy=sum(r["correct"] for r in rows) / count,
+        pass_at_n=sum(r["pass"] for r in rows) / count,
+        majority_correct=sum(r["majority_correct"] for r in rows),
+        majority_accuracy=sum(r["majority_correct"] for r in rows) / count,
+        wall_s=time.perf_counter() - started,
+    )
+    (out / "metrics.json").write_text(json.dumps(metrics.to_dict(), indent=2))
     return metrics
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rstar.config import RunConfig
 from rstar.data import Problem
+from rstar.metrics import SearchCost, SearchSummary
 from rstar.ppm.model import check_ppm_folder
 from rstar.runs.store import TREES, append_trees, claim_folder, read_trees
 from rstar.runs.workers import KeptEngine, Workers
@@ -28,7 +29,7 @@ def search_problems(
     ppm: str | None = None,
     rollouts: dict[str, int] | None = None,
     kept: Workers | None = None,
-) -> dict:
+) -> SearchSummary:
     """MCTS over every problem not yet in `out/trees.jsonl` (PPM-augmented when
     a PPM is given); `rollouts` gives some problems another number of rollouts
     than `config.mcts.rollouts`; `kept`: the workers to run on (a `KeptEngine`
@@ -55,7 +56,7 @@ def search_problems(
         started, driver_started = time.perf_counter(), time.process_time()
         for i, batch, spent in workers.map(search_task, config, ppm, batches):
             append_trees(path, batch, {"mcts": dataclasses.asdict(batches[i][0])})
-            summary = {k: summary[k] + v for k, v in summarize(batch).items()}
+            summary = summary.plus(summarize(batch))
             for phase, s in spent.items():
                 seconds[phase] += s
             if on_batch:
@@ -66,15 +67,16 @@ def search_problems(
             workers.close()
     # "other" is the search's own bookkeeping: wall time minus the measured phases
     # (on several workers the phases are summed over them: worker-seconds).
-    summary["this_run"] = {
-        "searched": len(todo),
-        "setup_s": setup_s,
-        "wall_s": wall,
-        "seconds": dict(seconds),
-        "other_s": max(0.0, wall - sum(seconds.values())),
-        "driver_cpu_s": driver_s,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    cost = SearchCost(
+        searched=len(todo),
+        setup_s=setup_s,
+        wall_s=wall,
+        seconds=dict(seconds),
+        other_s=max(0.0, wall - sum(seconds.values())),
+        driver_cpu_s=driver_s,
+    )
+    summary = dataclasses.replace(summary, this_run=cost)
+    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
     return summary
 
 
@@ -94,12 +96,12 @@ def _by_rollouts(problems: list[Problem], config: RunConfig, rollouts: dict[str,
     return [(dataclasses.replace(config.mcts, rollouts=r), group) for r, group in groups.items()]
 
 
-def summarize(trees: list[Tree]) -> dict:
+def summarize(trees: list[Tree]) -> SearchSummary:
     nodes = [n for t in trees for n in t.nodes if n.step is not None]
-    return {
-        "problems": len(trees),
-        "solved": sum(t.solved for t in trees),
-        "nodes": len(nodes),
-        "steps_failed": sum(n.status != "ok" for n in nodes),
-        "terminals": sum(n.terminal for n in nodes),
-    }
+    return SearchSummary(
+        problems=len(trees),
+        solved=sum(t.solved for t in trees),
+        nodes=len(nodes),
+        steps_failed=sum(n.status != "ok" for n in nodes),
+        terminals=sum(n.terminal for n in nodes),
+    )

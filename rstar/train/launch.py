@@ -22,6 +22,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rstar.metrics import TrainMetrics
+
 
 @dataclass(frozen=True)
 class LaunchConfig:
@@ -56,7 +58,7 @@ def _recipes():
     return {"policy": (train_policy, PolicyTrainConfig), "ppm": (train_ppm, PPMTrainConfig)}
 
 
-def train(what: str, data: Path, out: Path, settings, launch: LaunchConfig) -> dict:
+def train(what: str, data: Path, out: Path, settings, launch: LaunchConfig) -> TrainMetrics:
     """Train `what` ("policy" or "ppm"); returns its metrics."""
     recipe, _ = _recipes()[what]
     if launch.processes == 1 and not launch.accelerate_config:
@@ -71,7 +73,7 @@ def train(what: str, data: Path, out: Path, settings, launch: LaunchConfig) -> d
             f"{what} training on {launch.processes} processes failed (exit {result.returncode}); "
             "run the same command again to resume from its last checkpoint"
         )
-    return json.loads((Path(out) / "metrics.json").read_text())
+    return TrainMetrics.from_dict(json.loads((Path(out) / "metrics.json").read_text()))
 
 
 def _launcher(launch: LaunchConfig) -> list[str]:

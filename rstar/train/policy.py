@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rstar.llm.models import resolve_model
+from rstar.metrics import TrainMetrics
 from rstar.prompts import record_prompt_style
 from rstar.train import common
 from rstar.train.common import DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer, read_records
@@ -30,7 +31,7 @@ def load_sft(path: Path) -> list[dict]:
     return read_records(path, ("prompt", "response"), "examples")
 
 
-def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: bool = True) -> dict:
+def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: bool = True) -> TrainMetrics:
     """Fine-tune `config.base` with LoRA on `data` (rstar extract sft); write the
     adapter to `out/adapter`, merged weights to `out` when `config.merge`,
     checkpoints to `out/checkpoints` (a rerun resumes) and `out/metrics.json`."""
@@ -61,16 +62,16 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
     )
     resume = last_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=resume)
-    metrics = {
-        "examples": len(rows),
-        "skipped_too_long": too_long,
-        "train_loss": result.training_loss,
-        "steps": result.global_step,
-        "resumed": resume is not None,
-        "processes": trainer.args.world_size,
-        "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
-        "config": asdict(config),
-    }
+    metrics = TrainMetrics(
+        examples=len(rows),
+        skipped_too_long=too_long,
+        train_loss=result.training_loss,
+        steps=result.global_step,
+        resumed=resume is not None,
+        processes=trainer.args.world_size,
+        losses=[h["loss"] for h in trainer.state.log_history if "loss" in h],
+        config=asdict(config),
+    )
     if trainer.is_world_process_zero():  # under a launcher, one process writes
         trainer.model.save_pretrained(out / "adapter")
         tokenizer.save_pretrained(out / "adapter")
@@ -79,5 +80,5 @@ def train_policy(data: Path, out: Path, config: PolicyTrainConfig, progress: boo
             trainer.model.merge_and_unload().save_pretrained(out)
             tokenizer.save_pretrained(out)
             record_prompt_style(out, "sft")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (out / "metrics.json").write_text(json.dumps(metrics.to_dict(), indent=2))
     return metrics

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rstar.llm.models import resolve_model
+from rstar.metrics import TrainMetrics
 from rstar.train import common
 from rstar.train.common import DataFileError, LoraTrainConfig, fits, last_checkpoint, load_tokenizer, read_records
 
@@ -27,7 +28,7 @@ def load_pairs(path: Path) -> list[dict]:
     return read_records(path, ("prefix", "positive", "negative"), "pairs")
 
 
-def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = True) -> dict:
+def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = True) -> TrainMetrics:
     """Train a PPM from `config.base` on the pairs in `data`; write a PPM folder
     (merged weights, loadable by PPMScorer) to `out`, its LoRA adapter to
     `out/adapter`, checkpoints to `out/checkpoints` (a rerun resumes from the
@@ -68,7 +69,7 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     result = trainer.train(resume_from_checkpoint=resume)
 
     if not trainer.is_world_process_zero():  # under a launcher, one process writes and evaluates
-        return {"steps": result.global_step, "resumed": resume is not None}
+        return TrainMetrics(steps=result.global_step, resumed=resume is not None)
     trained = trainer.model
     trained.save_pretrained(out / "adapter")
     tokenizer.save_pretrained(out / "adapter")
@@ -76,20 +77,20 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     merged.save_pretrained(out)
     tokenizer.save_pretrained(out)
     accuracy = pairwise_accuracy(out, eval_rows)
-    metrics = {
-        "pairs": len(pairs),
-        "skipped_too_long": too_long,
-        "train_pairs": len(train_rows),
-        "eval_pairs": len(eval_rows),
-        "train_loss": result.training_loss,
-        "steps": result.global_step,
-        "resumed": resume is not None,
-        "processes": trainer.args.world_size,
-        "eval_pairwise_accuracy": accuracy,
-        "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
-        "config": asdict(config),
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    metrics = TrainMetrics(
+        pairs=len(pairs),
+        skipped_too_long=too_long,
+        train_pairs=len(train_rows),
+        eval_pairs=len(eval_rows),
+        train_loss=result.training_loss,
+        steps=result.global_step,
+        resumed=resume is not None,
+        processes=trainer.args.world_size,
+        eval_pairwise_accuracy=accuracy,
+        losses=[h["loss"] for h in trainer.state.log_history if "loss" in h],
+        config=asdict(config),
+    )
+    (out / "metrics.json").write_text(json.dumps(metrics.to_dict(), indent=2))
     return metrics
 
 
