@@ -44,6 +44,8 @@ def test_c_core_is_clang_formatted():
 
 
 def test_c_core_builds_without_warnings():
+    # Compiled with optimisation: some warnings (uninitialised use, overflows)
+    # come only from the optimiser's analyses.
     flags = run("pkg-config", "--cflags", "libseccomp").stdout.split()
     for path in C_FILES:
         if path.endswith(".c"):
@@ -51,10 +53,13 @@ def test_c_core_builds_without_warnings():
                 "gcc",
                 "-std=gnu11",
                 "-D_GNU_SOURCE",
+                "-O2",
                 "-Wall",
                 "-Wextra",
                 "-Werror",
-                "-fsyntax-only",
+                "-c",
+                "-o",
+                os.devnull,
                 "-Icsrc",
                 *flags,
                 path,
