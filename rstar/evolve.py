@@ -133,7 +133,8 @@ def claim_workdir(workdir: Path, config: RunConfig, preset: str) -> None:
             "use the same overrides or another --workdir"
         )
 
-    claim(spec, {"preset": preset, "config": settings}, mismatch, EvolveError)
+    defaults = {"preset": preset, "config": RunConfig().to_dict()}
+    claim(spec, {"preset": preset, "config": settings}, mismatch, EvolveError, defaults)
 
 
 def run_round(
@@ -420,6 +421,7 @@ def _claim_round(folder: Path, spec: dict) -> None:
             "(earlier rounds changed?); move the round folder away to redo it"
         ),
         EvolveError,
+        {"search": RunConfig().to_dict()},
     )
 
 

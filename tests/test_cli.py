@@ -163,6 +163,25 @@ def test_folder_of_another_config_is_refused(searched):
     assert result.exit_code == 2 and "another config" in result.output
 
 
+def test_a_folder_from_before_a_setting_existed_continues_at_its_default(searched, tmp_path):
+    import shutil
+
+    work, out = searched
+    older = tmp_path / "older"
+    shutil.copytree(out, older)
+    recorded = json.loads((older / "config.json").read_text())
+    del recorded["launch"]  # settings a later version added
+    del recorded["engine"]["tensor_parallel_size"]
+    (older / "config.json").write_text(json.dumps(recorded))
+    args = ["search", "--problems", str(work / "p.jsonl"), "--out", str(older), "--preset", "tiny", "mcts.rollouts=6"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((older / "config.json").read_text()) == recorded  # the record is left as it was
+    # ... but not when this run sets one of them to something else
+    result = runner.invoke(app, [*args, "launch.processes=2"])
+    assert result.exit_code == 2 and "another config" in result.output
+
+
 def test_eval_greedy_with_the_default_model(tmp_path):
     out = tmp_path / "eval"
     result = runner.invoke(

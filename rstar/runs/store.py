@@ -61,10 +61,19 @@ def append_jsonl(path: Path, rows: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def claim(path: Path, spec: dict, mismatch: Callable[[dict], str], error: type[Exception] = ValueError) -> None:
+def claim(
+    path: Path,
+    spec: dict,
+    mismatch: Callable[[dict], str],
+    error: type[Exception] = ValueError,
+    defaults: dict | None = None,
+) -> None:
     """Record `spec`, what a folder runs, in `path`; or check that the spec
     already there is the same, so that a folder only ever holds one run.
-    `mismatch(theirs)` says why another spec is refused."""
+    `mismatch(theirs)` says why another spec is refused. `defaults` (shaped
+    like spec): a setting the recorded spec lacks matches when this run
+    leaves it at its default, so a folder written before the setting existed
+    continues."""
     spec = json.loads(json.dumps(spec))  # as stored: tuples become lists
     if not path.exists():
         write_atomic(path, json.dumps(spec, indent=2))
@@ -73,8 +82,23 @@ def claim(path: Path, spec: dict, mismatch: Callable[[dict], str], error: type[E
         theirs = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise error(f"{path} is damaged (not JSON); it records what {path.parent} runs") from None
+    if defaults is not None and isinstance(theirs, dict):
+        theirs = with_new_defaults(theirs, spec, json.loads(json.dumps(defaults)))
     if theirs != spec:
         raise error(mismatch(theirs))
+
+
+def with_new_defaults(theirs: dict, spec: dict, defaults: dict) -> dict:
+    """`theirs` plus the keys it lacks whose value in `spec` is their default."""
+    out = dict(theirs)
+    for key, value in spec.items():
+        default = defaults.get(key)
+        if key not in theirs:
+            if key in defaults and value == default:
+                out[key] = value
+        elif isinstance(value, dict) and isinstance(theirs[key], dict) and isinstance(default, dict):
+            out[key] = with_new_defaults(theirs[key], value, default)
+    return out
 
 
 def claim_folder(out: Path, config: RunConfig, kind: str) -> None:
@@ -87,6 +111,7 @@ def claim_folder(out: Path, config: RunConfig, kind: str) -> None:
             f"{out} holds a {theirs.get('command', '?')} run with another config; "
             "use another --out or the same preset and overrides"
         ),
+        defaults={"command": kind, **RunConfig().to_dict()},
     )
 
 
