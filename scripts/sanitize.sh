@@ -16,6 +16,9 @@ cd "$work"
 SBX_CFLAGS="-fsanitize=$kind -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1" \
     "$python" setup.py -q build_ext --inplace 2>&1 | grep -Ev "^$|Deprecat|warnings.warn|!!|\*\*\*" || true
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+# Instrumented processes start and exit slower: tests that wait for a whole
+# process tree to end allow for it (tests/helpers.py: SLOWDOWN).
+export SBX_TEST_SLOWDOWN=3
 if [ "$kind" = address ]; then
     # The interpreter is not instrumented: the runtime must be loaded first.
     LD_PRELOAD=$(gcc -print-file-name=libasan.so)

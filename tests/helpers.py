@@ -7,6 +7,10 @@ import time
 
 from sandbox import Status
 
+# How much longer process start-up and teardown may take than in a plain
+# build: scripts/sanitize.sh sets it for its ASan/UBSan runs.
+SLOWDOWN = float(os.environ.get("SBX_TEST_SLOWDOWN", "1"))
+
 
 def descendants(pid: int) -> set[int]:
     """Every live descendant of pid, from /proc."""

@@ -8,7 +8,7 @@ import textwrap
 import time
 
 from sandbox import Limits, Sandbox, Status
-from tests.helpers import descendants, wait_gone
+from tests.helpers import SLOWDOWN, descendants, wait_gone
 
 SLOTS = 2  # the Sandbox default
 
@@ -87,5 +87,5 @@ def test_terminated_caller_leaves_no_process():
             tree |= descendants(z)
         assert len(tree) >= 4
         caller.send_signal(sig)
-        caller.wait(timeout=10)
-        assert wait_gone(tree), f"left behind after {sig.name}"
+        caller.wait(timeout=10 * SLOWDOWN)
+        assert wait_gone(tree, timeout=5 * SLOWDOWN), f"left behind after {sig.name}"

@@ -190,7 +190,7 @@ def test_both_trainings_from_the_real_default_model(tmp_path):
         PPMTrainConfig(base=str(tmp_path / "policy"), epochs=1, batch_size=4, max_length=256, eval_fraction=0.25),
         progress=False,
     )
-    assert sft["steps"] == 2 and all(math.isfinite(x) for x in sft["losses"])
+    assert sft.steps == 2 and all(math.isfinite(x) for x in sft.losses)
     assert ppm.steps == 3 and all(math.isfinite(x) for x in ppm.losses)
     assert 0 <= ppm.eval_pairwise_accuracy <= 1
     assert len(PPMScorer(str(tmp_path / "ppm")).score(["x = 1<end_of_step>"])) == 1
