@@ -51,8 +51,8 @@ from rstar.search.tree import Tree
 from rstar.train.extract import PairCounts, describe_counts, ppm_pairs, sft_records
 
 SPEC = "evolve.json"
-R = TypeVar("R", bound=Record)
 DONE = "metrics.json"
+R = TypeVar("R", bound=Record)  # a metrics record read back from its file
 
 
 class EvolveError(ValueError):
