@@ -89,7 +89,7 @@ def test_a_forked_child_that_never_started():
     assert classify(waited=False, ended=False, killed="timeout")[:2] == (Status.TIMEOUT, "wall-clock limit exceeded")
 
 
-def test_error_lines_are_cut_to_the_line_buffer():
-    status, line, _ = classify(waited=True, ended=False, wstatus=exited(1), report=b"E" + b"x" * 5000)
-    assert status is Status.ERROR and line == "x" * 5000  # a report is passed whole
-    assert len(classify(waited=True, ended=False, wstatus=killed_by(64))[1]) < 128
+def test_a_long_report_is_passed_whole():
+    # The zygote caps the report pipe (64 KiB); the classifier itself cuts nothing.
+    status, line, _ = classify(waited=True, ended=False, wstatus=exited(1), report=b"E" + b"x" * 5000 + b"\n")
+    assert status is Status.ERROR and line == "x" * 5000
