@@ -80,10 +80,14 @@ def split_problems(ids: list[str], seed: int, held_fraction: float) -> set[str]:
 
 
 def stage_data(folder: Path, trees: list[Tree], config, seed: int) -> dict:
-    """SFT records and pairs of each side of the split (written once)."""
+    """SFT records and pairs of each side of the split (written once per set of
+    searched problems: a search that went on to more problems splits again)."""
     done = folder / "split.json"
+    searched = sorted(t.problem_id for t in trees)
     if done.exists():
-        return json.loads(done.read_text())
+        split = json.loads(done.read_text())
+        if split.get("problems") == searched:
+            return split
     held = split_problems([t.problem_id for t in trees], seed, 0.2)
     counts = {"train": PairCounts(), "held": PairCounts()}
     sides = {
@@ -93,7 +97,7 @@ def stage_data(folder: Path, trees: list[Tree], config, seed: int) -> dict:
     for side, group in sides.items():
         jsonl(folder / f"sft-{side}.jsonl", [r for t in group for r in sft_records(t, config.extract)])
         jsonl(folder / f"pairs-{side}.jsonl", [p for t in group for p in ppm_pairs(t, config.extract, counts[side])])
-    split = {"held_problems": sorted(held), "counts": {k: dict(v) for k, v in counts.items()}}
+    split = {"problems": searched, "held_problems": sorted(held), "counts": {k: dict(v) for k, v in counts.items()}}
     write_atomic(done, json.dumps(split, indent=2))
     return split
 
@@ -284,6 +288,7 @@ def main(argv=None) -> dict:
     )
     # the tag names what a PPM was trained on, so a run with more pairs trains afresh
     tag = f"{'policy' if args.ppm_base == 'policy' else Path(base).name}-e{ppm_cfg.epochs:g}-p{len(train_pairs)}"
+    tag += "-bf16" if ppm_cfg.bf16 else ""
     curve = []
     t0 = time.perf_counter()
     for size in args.curve:

@@ -62,7 +62,7 @@ def main() -> None:
     data = Path(__file__).resolve().parent.parent / "rstar" / "data"
     rng, taken = random.Random(2025), set()
     write(data / "arith_test.jsonl", 100, rng, taken, "arith-test")
-    write(data / "arith_train.jsonl", 400, rng, taken, "arith-train")
+    write(data / "arith_train.jsonl", 1000, rng, taken, "arith-train")
     write_toy(data)
 
 

@@ -77,6 +77,21 @@ def test_ppm_trained_what_it_should(trained_ppm, tmp_path):
     assert not any("mlp" in k or "embed" in k or "norm" in k for k in changed)  # frozen
 
 
+def test_ppm_trains_in_bfloat16_with_its_head_in_float32(tmp_path):
+    """bf16 (the CPU's AVX512-BF16 halves a 0.5B PPM's training time): the
+    backbone in bfloat16, the head and LoRA weights kept in float32 so that
+    small steps do not round away."""
+    import dataclasses
+
+    config = dataclasses.replace(PPM_CFG, bf16=True, epochs=2)
+    m = train_ppm(write_pairs(tmp_path / "pairs.jsonl"), tmp_path / "ppm", config, progress=False)
+    assert all(math.isfinite(x) for x in m.losses) and sum(m.losses[-3:]) < sum(m.losses[:3])
+    saved = load_file(str(tmp_path / "ppm" / "model.safetensors"))
+    assert saved["score.weight"].dtype == torch.float32
+    assert saved["model.layers.0.mlp.up_proj.weight"].dtype == torch.bfloat16
+    assert len(PPMScorer(str(tmp_path / "ppm")).score(["x = 1 * 3<end_of_step>"])) == 1
+
+
 def test_saved_ppm_scores_the_same_from_merged_and_adapter(trained_ppm):
     folder, _ = trained_ppm
     texts = ["<|user|>\nWhat is 5 and 3?\n<|assistant|>\n<code>\nx = 5 * 3\n<end_of_step>", "short"]

@@ -65,6 +65,8 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     trainer = RewardTrainer(
         model=model, args=args, train_dataset=train_set, processing_class=tokenizer, peft_config=lora
     )
+    if config.bf16:
+        _head_in_float32(trainer.model)
     resume = last_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=resume)
 
@@ -92,6 +94,17 @@ def train_ppm(data: Path, out: Path, config: PPMTrainConfig, progress: bool = Tr
     )
     (out / "metrics.json").write_text(json.dumps(metrics.to_dict(), indent=2))
     return metrics
+
+
+def _head_in_float32(model) -> None:
+    """peft keeps LoRA weights in float32 over a bfloat16 backbone but copies the
+    trained head in the backbone's dtype, where Adam's steps of ~1e-4 round away
+    against weights of ~0.02; the trainer's autocast feeds it bfloat16 either way."""
+    import torch
+
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
 
 
 def split_by_problem(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
