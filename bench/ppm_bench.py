@@ -2,7 +2,7 @@
 models, a PPM trained on them, and what it does on held-out problems.
 
     python bench/ppm_bench.py --workdir runs/ppm-bench [--pool-size 120] [--tuned-pool-size 320] [--rollouts 8]
-        [--heldout-size 60] [--n 16] [--curve 50 100 200 0] [--ppm-base policy] [key=value ...]
+        [--heldout-size 60] [--n 16] [--curve 50 100 200 0] [--ppm-base policy] [--ppm-bf16] [key=value ...]
 
 Stages, each kept in the work folder so that a rerun continues (and a rerun
 with another --ppm-base or --ppm-epochs reuses the search and the policy):
@@ -202,6 +202,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--curve", type=int, nargs="+", default=[50, 100, 200, 0], help="PPM train pairs (0: all)")
     parser.add_argument("--ppm-base", default="policy", help="policy (the SFT policy) or a model name")
     parser.add_argument("--ppm-epochs", type=float, default=None)
+    parser.add_argument(
+        "--ppm-bf16", action="store_true", help="train the PPM's backbone in bfloat16 (a CPU with AVX512-BF16: ~2x)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", default="cpu-demo", help="cpu-demo (tiny: a smoke run of the script)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "ppm.json"))
@@ -284,7 +287,10 @@ def main(argv=None) -> dict:
     # 4. the PPMs of the learning curve
     base = str(policy.resolve()) if args.ppm_base == "policy" else args.ppm_base
     ppm_cfg = dataclasses.replace(
-        config.ppm_train, base=base, **({"epochs": args.ppm_epochs} if args.ppm_epochs else {})
+        config.ppm_train,
+        base=base,
+        bf16=args.ppm_bf16 or config.ppm_train.bf16,
+        **({"epochs": args.ppm_epochs} if args.ppm_epochs else {}),
     )
     # the tag names what a PPM was trained on, so a run with more pairs trains afresh
     tag = f"{'policy' if args.ppm_base == 'policy' else Path(base).name}-e{ppm_cfg.epochs:g}-p{len(train_pairs)}"
