@@ -30,7 +30,7 @@ class LoraTrainConfig:
     save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (resume point)"})
     bf16: bool = field(
         default=False,
-        metadata={"help": "bfloat16 backbone (GPU, or a CPU with AVX512-BF16: ~2x faster); adapters, head float32"},
+        metadata={"help": "bfloat16 backbone (GPU, or a CPU with AVX512-BF16: 2-4x faster); adapters, head float32"},
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     seed: int = field(default=0, metadata={"help": "data order, split and initialisation"})
