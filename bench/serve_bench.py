@@ -2,10 +2,13 @@
 
     python bench/serve_bench.py [--programs 300] [--clients 1 8 64] [--latency-requests 400]
 
-1. the library: `Sandbox.run_batch` over the step workload (the ceiling);
+1. the library: `Sandbox.run_batch` over the step workload's programs as
+   strings, in one call (the "x library" column);
 2. the service: C client threads, each sending its share of the same programs
    one by one through the real `sandbox-fusion` client: throughput, p50/p99
-   latency, errors (transport errors and SandboxError answers; must be 0);
+   latency, errors (transport errors and SandboxError answers; must be 0).
+   The service cuts each string along the programs it ran before
+   (sandbox/_lineage.py), so a node runs from its parent's snapshot;
 3. a SandboxFusion-style baseline behind the same HTTP stack: a persistent
    Python process pool (pebble) that execs each program, no isolation;
 4. `print(1)` latency at 8 clients on both servers.
@@ -91,7 +94,11 @@ class PoolRunner:
         if not programs:
             done([])
         for i, p in enumerate(programs):
-            self.pool.schedule(_exec, args=(p,), timeout=timeout).add_done_callback(lambda f, i=i: finished(i, f))
+            code = p if isinstance(p, str) else "\n".join(p)  # it runs steps as their joined source
+            self.pool.schedule(_exec, args=(code,), timeout=timeout).add_done_callback(lambda f, i=i: finished(i, f))
+
+    def snapshot_stats(self) -> dict[str, float]:
+        return {}
 
     def close(self) -> None:
         self.pool.stop()
@@ -107,6 +114,8 @@ def serve_baseline(port: int, workers: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
+WHOLE = "sandbox, whole strings"  # `serve --whole-strings`: run_code strings not cut
+
 # -- load ------------------------------------------------------------------------------
 
 
@@ -120,8 +129,9 @@ def start(kind: str, workers: int) -> tuple[subprocess.Popen, str]:
     import requests
 
     port = free_port()
-    if kind == "sandbox":
+    if kind.startswith("sandbox"):
         cmd = [sys.executable, "-m", "sandbox", "serve", "--port", str(port), "--workers", str(workers)]
+        cmd += ["--whole-strings"] if kind == WHOLE else []
     else:
         cmd = [sys.executable, __file__, "--serve-baseline", str(port), "--workers", str(workers)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -135,6 +145,12 @@ def start(kind: str, workers: int) -> tuple[subprocess.Popen, str]:
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"the {kind} server did not come up")
+
+
+def requests_health(url: str) -> dict:
+    import requests
+
+    return requests.get(url + "/health", timeout=10).json()
 
 
 def run_clients(items: list, clients: int, send, size=lambda item: 1) -> dict:
@@ -229,21 +245,28 @@ def main(argv=None) -> dict:
     print(f"library: {library:.0f} programs/s")
 
     rows = []
-    for kind in ("sandbox", "pool baseline"):
+    snapshots: dict = {}
+    for kind in ("sandbox", WHOLE, "pool baseline"):
         proc, url = start(kind, args.workers)
         try:
-            load(url, programs[:20], 4)  # warm
+            load(url, ["# warm-up\n" + p for p in programs[:20]], 4)
             for clients in args.clients:
-                row = {"server": kind, **load(url, programs, clients)}
+                # Each row's programs are new to the server (a search runs a node once).
+                row = {"server": kind, **load(url, [f"# {clients} clients\n{p}" for p in programs], clients)}
                 rows.append(row)
                 print(
                     f"{kind:>13} {clients:>3} clients: {row['per_s']:.0f} programs/s, p50 {row['p50_ms']:.1f} ms, "
                     f"p99 {row['p99_ms']:.1f} ms, errors {row['errors']}",
                     flush=True,
                 )
+            if kind == "sandbox":  # run_code strings are cut along the programs before them (sandbox/_lineage.py)
+                snapshots = requests_health(url)["snapshots"]
+                print(f"{kind:>13} live snapshots after the string rows: {snapshots['live']:.0f}", flush=True)
+            if kind == WHOLE:
+                continue  # the rows below are the same server's
             # The step form through /run_batch: calls of 12 in tree order, the
             # sandbox given steps, the pool their joined source.
-            steps = [list(p.steps) if kind == "sandbox" else p.source for p in workload[: args.programs]]
+            steps = [list(p.steps) if kind.startswith("sandbox") else p.source for p in workload[: args.programs]]
             calls = [steps[i : i + 12] for i in range(0, len(steps), 12)]
             batch = {"server": kind, "workload": "/run_batch, calls of 12", **load_batches(url, calls, 8)}
             rows.append(batch)
@@ -267,6 +290,7 @@ def main(argv=None) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "args": {**vars(args), "out": None},
         "library_per_s": library,
+        "snapshots_after_strings": snapshots,
         "rows": rows,
     }
     save_report(report, args.out)

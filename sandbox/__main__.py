@@ -123,7 +123,11 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         limits = Limits(wall_s=args.max_wall_s, cpu_s=args.max_wall_s, memory_mb=args.memory_mb)
         config = ServeConfig(
-            workers=args.workers, limits=limits, token=read_token(args.token_file), max_in_flight=args.max_in_flight
+            workers=args.workers,
+            limits=limits,
+            token=read_token(args.token_file),
+            max_in_flight=args.max_in_flight,
+            cut_strings=not args.whole_strings,
         )
         serve(args.host, args.port, config)
     except (OSError, ValueError) as exc:
@@ -159,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     serve_p.add_argument("--max-wall-s", type=float, default=10.0, help="the most a request may ask for")
     serve_p.add_argument("--memory-mb", type=int, default=Limits().memory_mb)
     serve_p.add_argument("--max-in-flight", type=int, default=4096, help="programs; past it: 429")
+    serve_p.add_argument(
+        "--whole-strings",
+        action="store_true",
+        help="run every run_code string whole (by default a string that extends a program run before is cut "
+        "along it and runs from its snapshot; results are the same either way)",
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
         return serve_command(args)

@@ -22,6 +22,8 @@ class Runner(Protocol):
         self, programs: Sequence[Program], done: Done, limits: Limits | None = None, release_prefixes: bool = True
     ) -> None: ...
 
+    def snapshot_stats(self) -> dict[str, float]: ...
+
     def close(self) -> None: ...
 
 
@@ -43,9 +45,10 @@ class AsyncRunner:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
 
-    async def run(self, programs: list[Program], limits: Limits) -> list[Result]:
-        """The programs' results, in order. A caller that goes away (its task
-        is cancelled) loses its answer and disturbs no one else's."""
+    async def run(self, programs: list[Program], limits: Limits, release_prefixes: bool = True) -> list[Result]:
+        """The programs' results, in order (`release_prefixes` as in
+        `Sandbox.run_batch`). A caller that goes away (its task is cancelled)
+        loses its answer and disturbs no one else's."""
         if self.in_flight + len(programs) > self.max_in_flight:
             raise Busy(f"{self.in_flight} programs in flight; the server takes {self.max_in_flight}")
         loop = asyncio.get_running_loop()
@@ -56,7 +59,7 @@ class AsyncRunner:
 
         self.in_flight += len(programs)
         try:
-            self.runner.submit(programs, done, limits)
+            self.runner.submit(programs, done, limits, release_prefixes)
             return await answer
         finally:
             self.in_flight -= len(programs)

@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox._bridge import AsyncRunner, Busy, Runner
+from sandbox._lineage import Lineage
 from sandbox._sandbox import Program, Sandbox
 from sandbox._types import Limits, Result, Status
 
@@ -44,6 +45,8 @@ class ServeConfig:
     max_code_bytes: int = 1 << 20
     max_batch: int = 1024
     max_in_flight: int = 4096
+    # run_code strings cut along the programs run before them (see _lineage.py)
+    cut_strings: bool = True
 
 
 class BadRequest(Exception):
@@ -160,6 +163,7 @@ def build_app(config: ServeConfig, runner_factory: Callable[[], Runner] | None =
     the app (lifespan) and stops with it, after the requests in flight are
     answered."""
     state: dict[str, AsyncRunner] = {}
+    lineage = Lineage()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -209,7 +213,9 @@ def build_app(config: ServeConfig, runner_factory: Callable[[], Runner] | None =
     async def run_code(request: Request) -> Response:
         code, limits = fusion_request(await read_json(request), config.limits)
         check_code_size([code])
-        [result] = await state["runner"].run([code], limits)
+        # Another request's node may come back to this one's program: keep it.
+        program = lineage.split(code) if config.cut_strings else code
+        [result] = await state["runner"].run([program], limits, release_prefixes=False)
         return JSONResponse(fusion_response(result))
 
     async def run_batch(request: Request) -> Response:
@@ -220,7 +226,11 @@ def build_app(config: ServeConfig, runner_factory: Callable[[], Runner] | None =
 
     async def health(request: Request) -> Response:
         runner = state.get("runner")
-        return JSONResponse({"status": "ok" if runner else "starting", "in_flight": runner.in_flight if runner else 0})
+        if runner is None:
+            return JSONResponse({"status": "starting", "in_flight": 0})
+        return JSONResponse(
+            {"status": "ok", "in_flight": runner.in_flight, "snapshots": runner.runner.snapshot_stats()}
+        )
 
     routes = []
     for prefix in ("", "/t/{token}"):
