@@ -232,7 +232,7 @@ def main(argv=None) -> dict:
         mcts=dataclasses.replace(search_cfg.mcts, rollouts=args.rollouts),
     )
     summary = search_problems(
-        pool, work / "search", search_cfg, on_batch=lambda b: print(f"  searched {len(b)} more", flush=True)
+        pool, work / "search", search_cfg, on_batch=lambda b: print(f"  searched {b.problems} more", flush=True)
     )
     trees = read_trees(work / "search" / "trees.jsonl")
     seconds["search"] = time.perf_counter() - t0
@@ -268,7 +268,7 @@ def main(argv=None) -> dict:
             more,
             work / "search-tuned",
             tuned_cfg,
-            on_batch=lambda b: print(f"  searched {len(b)} more (SFT policy)", flush=True),
+            on_batch=lambda b: print(f"  searched {b.problems} more (SFT policy)", flush=True),
         )
         splits["tuned"] = stage_data(
             work / "data-tuned", read_trees(work / "search-tuned" / "trees.jsonl"), config, args.seed

@@ -118,14 +118,14 @@ def search(
         task = bar.add_task("search", total=len(items), stats="")
         totals = {"solved": 0, "nodes": 0}
 
-        def on_batch(trees):
-            totals["solved"] += sum(t.solved for t in trees)
-            totals["nodes"] += sum(len(t.nodes) - 1 for t in trees)
-            done = bar.tasks[task].completed + len(trees)
+        def on_batch(batch):
+            totals["solved"] += batch.solved
+            totals["nodes"] += batch.nodes
+            done = bar.tasks[task].completed + batch.problems
             rate = totals["nodes"] / max(time.perf_counter() - started, 1e-9)
             bar.update(
                 task,
-                advance=len(trees),
+                advance=batch.problems,
                 stats=(f"nodes {totals['nodes']}  steps/s {rate:.1f}  solved {totals['solved']}/{done}"),
             )
 
@@ -169,14 +169,13 @@ def evaluate_cmd(
         task = bar.add_task(f"eval {mode}", total=len(items), stats="")
         nodes = [0]
 
-        def on_batch(trees):
-            nodes[0] += sum(len(t.nodes) - 1 for t in trees)
+        def on_batch(batch):
+            nodes[0] += batch.nodes
             rate = nodes[0] / max(time.perf_counter() - started, 1e-9)
-            answered = sum(any(x.answer is not None for x in t.nodes) for t in trees)
             bar.update(
                 task,
-                advance=len(trees),
-                stats=f"nodes {nodes[0]}  steps/s {rate:.1f}  answered {answered}/{len(trees)} (last batch)",
+                advance=batch.problems,
+                stats=f"nodes {nodes[0]}  steps/s {rate:.1f}  answers found {batch.terminals} (last batch)",
             )
 
         try:

@@ -40,6 +40,7 @@ from rstar.metrics import (
     Record,
     RoundMetrics,
     Score,
+    SearchSummary,
     TrainMetrics,
 )
 from rstar.runs.evaluate import evaluate
@@ -188,7 +189,7 @@ def run_round(
             search_cfg,
             ppm=search_ppm,
             rollouts=rollouts,
-            on_batch=_counter(f"round {k}:   searched", log),
+            on_batch=_counter(f"round {k}:   searched", log, solved=True),
             kept=kept,
         )
         trees = _in_pool_order(read_trees(folder / "search" / "trees.jsonl"), pool)
@@ -388,15 +389,15 @@ def _in_pool_order(trees: list[Tree], pool: list[Problem]) -> list[Tree]:
     return sorted(trees, key=lambda t: rank.get(t.problem_id, len(rank)))
 
 
-def _counter(what: str, log):
-    """A per-batch progress line: problems done in this run (and solved, in a search)."""
+def _counter(what: str, log, solved: bool = False):
+    """A per-batch progress line: problems done in this run (and, with
+    `solved`, how many were solved: a search knows, an evaluation does not)."""
     done = {"problems": 0, "solved": 0}
 
-    def on_batch(trees):
-        done["problems"] += len(trees)
-        done["solved"] += sum(t.solved for t in trees)
-        solved = f", {done['solved']} solved" if any(t.truth is not None for t in trees) else ""
-        log(f"{what} {done['problems']} problems{solved}")
+    def on_batch(batch: SearchSummary) -> None:
+        done["problems"] += batch.problems
+        done["solved"] += batch.solved
+        log(f"{what} {done['problems']} problems" + (f", {done['solved']} solved" if solved else ""))
 
     return on_batch
 

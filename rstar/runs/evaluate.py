@@ -14,8 +14,9 @@ from pathlib import Path
 from rstar.config import RunConfig
 from rstar.data import Problem
 from rstar.grading import is_equivalent
-from rstar.metrics import EvalMetrics
+from rstar.metrics import EvalMetrics, SearchSummary
 from rstar.ppm.model import check_ppm_folder
+from rstar.runs.search import summarize
 from rstar.runs.store import append_jsonl, claim_folder, read_jsonl
 from rstar.runs.workers import KeptEngine, Workers
 from rstar.search.answers import (
@@ -49,7 +50,7 @@ def evaluate(
 ) -> EvalMetrics:
     """Solve without the ground truth, then grade; writes answers.jsonl (one row
     per problem, appended per batch: an interrupted run continues) and metrics.json;
-    `kept`: run on its engine.
+    `kept`: run on its engine; `on_batch` gets each batch's `SearchSummary`.
 
     Modes: greedy; maj (majority vote over n samples); bon (the PPM's best of
     the same n samples, majority vote reported beside it); beam (step beam
@@ -75,11 +76,11 @@ def evaluate(
             workers.prepare(config, ppm)
             size = config.batch_problems
             batches = [(mode, n, todo[i : i + size], config) for i in range(0, len(todo), size)]
-            for _, (new, trees), _ in workers.map(evaluate_task, config, ppm, batches):
+            for _, (new, batch_summary), _ in workers.map(evaluate_task, config, ppm, batches):
                 append_jsonl(path, new)
                 rows += new
                 if on_batch:
-                    on_batch(trees)
+                    on_batch(batch_summary)
         finally:
             if kept is None:
                 workers.close()
@@ -101,12 +102,12 @@ def evaluate(
     return metrics
 
 
-def evaluate_task(ctx: Context, payload: tuple[str, int, list[Problem], RunConfig]) -> tuple[list[dict], list[Tree]]:
+def evaluate_task(ctx: Context, payload: tuple[str, int, list[Problem], RunConfig]) -> tuple[list[dict], SearchSummary]:
     """One batch of problems solved together without their truth, then graded:
-    the answer rows, and the trees."""
+    the answer rows, and the trees' summary (for progress; solved counts 0)."""
     mode, n, batch, config = payload
     trees = [Tree(p.id, p.question, None) for p in batch]
-    return MODES[mode].solve(batch, trees, ctx, n, config), trees
+    return MODES[mode].solve(batch, trees, ctx, n, config), summarize(trees)
 
 
 def _grader(truth: str | None):

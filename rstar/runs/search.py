@@ -14,7 +14,7 @@ from rstar.config import RunConfig
 from rstar.data import Problem
 from rstar.metrics import SearchCost, SearchSummary
 from rstar.ppm.model import check_ppm_folder
-from rstar.runs.store import TREES, append_trees, claim_folder, read_trees
+from rstar.runs.store import TREES, append_lines, claim_folder, read_trees, tree_lines
 from rstar.runs.workers import KeptEngine, Workers
 from rstar.search.expand import Context
 from rstar.search.mcts import MCTSConfig, run_mcts
@@ -34,7 +34,8 @@ def search_problems(
     a PPM is given); `rollouts` gives some problems another number of rollouts
     than `config.mcts.rollouts`; `kept`: the workers to run on (a `KeptEngine`
     or Ray workers; default: this process). This process is the only writer
-    of the tree file, in the order batches finish. Returns the summary."""
+    of the tree file, in the order batches finish; `on_batch` gets each
+    batch's `SearchSummary`. Returns the summary."""
     if ppm is not None:
         check_ppm_folder(ppm)  # a bad PPM fails before anything is written
     claim_folder(out, config, "search" + (f" ppm={Path(ppm).resolve()}" if ppm else ""))
@@ -54,13 +55,13 @@ def search_problems(
         ]
         seconds: dict[str, float] = defaultdict(float)
         started, driver_started = time.perf_counter(), time.process_time()
-        for i, batch, spent in workers.map(search_task, config, ppm, batches):
-            append_trees(path, batch, {"mcts": dataclasses.asdict(batches[i][0])})
-            summary = summary.plus(summarize(batch))
+        for _, (lines, batch_summary), spent in workers.map(search_task, config, ppm, batches):
+            append_lines(path, lines)
+            summary = summary.plus(batch_summary)
             for phase, s in spent.items():
                 seconds[phase] += s
             if on_batch:
-                on_batch(batch)
+                on_batch(batch_summary)
         wall, driver_s = time.perf_counter() - started, time.process_time() - driver_started
     finally:
         if kept is None:
@@ -80,12 +81,13 @@ def search_problems(
     return summary
 
 
-def search_task(ctx: Context, payload: tuple[MCTSConfig, list[Problem]]) -> list[Tree]:
-    """One batch of problems searched together: their trees."""
+def search_task(ctx: Context, payload: tuple[MCTSConfig, list[Problem]]) -> tuple[list[str], SearchSummary]:
+    """One batch of problems searched together: their lines of the tree file
+    and their summary (made on the worker: the driver only writes)."""
     mcts, problems = payload
     trees = [Tree(p.id, p.question, p.answer) for p in problems]
     run_mcts(trees, ctx, mcts)
-    return trees
+    return tree_lines(trees, {"mcts": dataclasses.asdict(mcts)}), summarize(trees)
 
 
 def _by_rollouts(problems: list[Problem], config: RunConfig, rollouts: dict[str, int]):

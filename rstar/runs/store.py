@@ -44,7 +44,13 @@ def _read_complete(path: Path, parse) -> list:
 
 
 def append_trees(path: Path, trees: list[Tree], config: dict) -> None:
-    append_jsonl(path, [tree_to_record(t, config) for t in trees])
+    append_lines(path, tree_lines(trees, config))
+
+
+def tree_lines(trees: list[Tree], config: dict) -> list[str]:
+    """The lines a tree file holds for these trees (made where they were
+    searched, so that the one process writing the file only writes)."""
+    return [json.dumps(tree_to_record(t, config)) for t in trees]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -54,9 +60,14 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def append_jsonl(path: Path, rows: list[dict]) -> None:
+    append_lines(path, [json.dumps(row) for row in rows])
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append JSON lines (without their newline) and fsync."""
     with open(path, "a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+        for line in lines:
+            f.write(line + "\n")
         f.flush()
         os.fsync(f.fileno())
 
