@@ -279,6 +279,21 @@ def test_two_training_processes_write_loadable_models_and_resume(tmp_path):
         train("ppm", pairs, tmp_path / "x", PPM_CFG, LaunchConfig(processes=3))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without GPUs")
+def test_an_accelerate_config_without_gpus_is_refused_before_anything_runs(tmp_path):
+    """accelerate drops FSDP and ZeRO on CPUs and runs each process alone
+    (checked: DistributedType.NO, no process group), so every process would
+    train the whole model and write the same folder."""
+    from rstar.train.launch import LaunchConfig, train
+
+    config = tmp_path / "fsdp.yaml"
+    config.write_text("distributed_type: FSDP\nuse_cpu: true\nnum_processes: 2\n")
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n=20, too_long=0)
+    with pytest.raises(ValueError, match="needs GPUs"):
+        train("ppm", pairs, tmp_path / "ppm", PPM_CFG, LaunchConfig(processes=2, accelerate_config=str(config)))
+    assert not (tmp_path / "ppm").exists()
+
+
 def test_resume_passes_over_a_checkpoint_cut_short(tmp_path):
     """A kill while the trainer writes a checkpoint leaves a folder without
     trainer_state.json (written last): resume from the one before."""

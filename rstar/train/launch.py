@@ -37,7 +37,10 @@ class LaunchConfig:
     )
     accelerate_config: str = field(
         default="",
-        metadata={"help": "an accelerate config file (FSDP, DeepSpeed ZeRO-3) for a model too large for one GPU"},
+        metadata={
+            "help": "an accelerate config file (FSDP, DeepSpeed ZeRO-3) for a model too large for one GPU; "
+            "refused without GPUs, where accelerate ignores it and every process would train alone"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -65,6 +68,13 @@ def train(what: str, data: Path, out: Path, settings, launch: LaunchConfig) -> T
         return recipe(data, out, settings)
     if settings.batch_size % launch.processes:
         raise ValueError(f"batch_size {settings.batch_size} does not split among {launch.processes} processes")
+    if launch.accelerate_config and not _has_gpu():
+        # accelerate then runs every process alone (no process group, no
+        # sharding): each would train the whole model and write the same folder.
+        raise ValueError(
+            "launch.accelerate_config (FSDP, DeepSpeed ZeRO-3) needs GPUs: without them accelerate ignores it; "
+            "on CPUs use launch.processes alone (DDP over gloo)"
+        )
     command = _launcher(launch) + ["-m", "rstar.train.launch", what, str(data), str(out)]
     command.append(json.dumps(dataclasses.asdict(settings)))
     result = subprocess.run(command)
@@ -76,11 +86,15 @@ def train(what: str, data: Path, out: Path, settings, launch: LaunchConfig) -> T
     return TrainMetrics.from_dict(json.loads((Path(out) / "metrics.json").read_text()))
 
 
-def _launcher(launch: LaunchConfig) -> list[str]:
+def _has_gpu() -> bool:
     import torch
 
+    return torch.cuda.is_available()
+
+
+def _launcher(launch: LaunchConfig) -> list[str]:
     port = _free_port()
-    if launch.accelerate_config or torch.cuda.is_available():
+    if launch.accelerate_config or _has_gpu():
         command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(launch.processes)]
         command += ["--main_process_port", str(port)]
         if launch.accelerate_config:
