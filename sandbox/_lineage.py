@@ -22,7 +22,7 @@ MAX_CHARS = 1 << 16  # longer strings are neither cut nor remembered: hashing is
 
 
 class Lineage:
-    """Remembers the programs it cut (by a digest of their text without
+    """Remembers the programs it is given (a digest of their text without
     trailing whitespace) and where their steps start; least recently used go
     first."""
 

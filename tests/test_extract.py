@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from rstar.cli import app
 from rstar.prompts import sft_prompt
-from rstar.runs.store import append_trees
+from rstar.runs.store import append_lines, tree_lines
 from rstar.search.expand import node_text
 from rstar.search.tree import ANSWERED, CODE_ERRORS, TOO_DEEP, Tree
 from rstar.steps import END_ANSWER, END_CODE, END_STEP, FINAL_ANSWER, FINAL_CODE, STEP, Step
@@ -184,7 +184,7 @@ def test_official_files_round_trip(tmp_path):
 
 def test_extract_command_writes_both_formats_and_counts(tmp_path):
     tree, _ = build()
-    append_trees(tmp_path / "trees.jsonl", [tree], {})
+    append_lines(tmp_path / "trees.jsonl", tree_lines([tree], {}))
     runner = CliRunner()
     result = runner.invoke(
         app,

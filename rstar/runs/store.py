@@ -43,10 +43,6 @@ def _read_complete(path: Path, parse) -> list:
     return items
 
 
-def append_trees(path: Path, trees: list[Tree], config: dict) -> None:
-    append_lines(path, tree_lines(trees, config))
-
-
 def tree_lines(trees: list[Tree], config: dict) -> list[str]:
     """The lines a tree file holds for these trees (made where they were
     searched, so that the one process writing the file only writes)."""
