@@ -9,7 +9,8 @@
    latency, errors (transport errors and SandboxError answers; must be 0).
    The service cuts each string along the programs it ran before
    (sandbox/_lineage.py), so a node runs from its parent's snapshot;
-3. a SandboxFusion-style baseline behind the same HTTP stack: a persistent
+3. the same server with `--whole-strings` (strings never cut), and a
+   SandboxFusion-style baseline behind the same HTTP stack: a persistent
    Python process pool (pebble) that execs each program, no isolation;
 4. `print(1)` latency at 8 clients on both servers.
 
