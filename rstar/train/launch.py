@@ -48,6 +48,14 @@ class LaunchConfig:
             raise ValueError(f"launch.processes must be >= 1, not {self.processes}")
         if self.accelerate_config and not Path(self.accelerate_config).is_file():
             raise ValueError(f"launch.accelerate_config {self.accelerate_config!r} is not a file")
+        if self.accelerate_config and not _has_gpu():
+            # accelerate then runs every process alone (no process group, no
+            # sharding): each would train the whole model and write the same
+            # folder. Refused with the config, before `rstar evolve` searches.
+            raise ValueError(
+                "launch.accelerate_config (FSDP, DeepSpeed ZeRO-3) needs GPUs: without them accelerate ignores it; "
+                "on CPUs use launch.processes alone (DDP over gloo)"
+            )
 
 
 class LaunchError(RuntimeError):
@@ -68,13 +76,6 @@ def train(what: str, data: Path, out: Path, settings, launch: LaunchConfig) -> T
         return recipe(data, out, settings)
     if settings.batch_size % launch.processes:
         raise ValueError(f"batch_size {settings.batch_size} does not split among {launch.processes} processes")
-    if launch.accelerate_config and not _has_gpu():
-        # accelerate then runs every process alone (no process group, no
-        # sharding): each would train the whole model and write the same folder.
-        raise ValueError(
-            "launch.accelerate_config (FSDP, DeepSpeed ZeRO-3) needs GPUs: without them accelerate ignores it; "
-            "on CPUs use launch.processes alone (DDP over gloo)"
-        )
     command = _launcher(launch) + ["-m", "rstar.train.launch", what, str(data), str(out)]
     command.append(json.dumps(dataclasses.asdict(settings)))
     result = subprocess.run(command)
