@@ -3,8 +3,14 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 33)
+#include <malloc.h>
+#define GLIBC_HEAP 1 /* mallinfo2 */
+#endif
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
@@ -12,8 +18,119 @@
 
 #define HUGE_PAGE (2UL << 20)
 
+/* Laying the warm-up's memory out for huge pages. Between sbx_lay_out_heap
+ * and sbx_seal_heap, glibc serves large blocks from the heap (not from
+ * mappings of their own, too small and unaligned to collapse), and
+ * pymalloc's 1 MiB arenas come in pairs from 2 MiB-aligned mappings (the
+ * interpreter maps each alone, where none can sit on a huge page). Children
+ * get plain arenas and glibc's starting threshold back. */
+static bool laying_out;
+static char *next_arena; /* the second half of the last aligned pair */
+
+void sbx_lay_out_heap(void)
+{
+    laying_out = true;
+#ifdef GLIBC_HEAP
+    mallopt(M_MMAP_THRESHOLD, 32 << 20); /* glibc's maximum */
+#endif
+}
+
+void *sbx_arena_alloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    if (!laying_out || size != HUGE_PAGE / 2) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return p == MAP_FAILED ? NULL : p;
+    }
+    if (next_arena) {
+        char *p = next_arena;
+        next_arena = NULL;
+        return p;
+    }
+    char *raw =
+        mmap(NULL, 2 * HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    char *pair = (char *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
+    if (pair > raw)
+        munmap(raw, (size_t)(pair - raw));
+    munmap(pair + HUGE_PAGE, (size_t)(raw + HUGE_PAGE - pair));
+    madvise(pair, HUGE_PAGE, MADV_HUGEPAGE);
+    next_arena = pair + size;
+    return pair;
+}
+
+void sbx_arena_free(void *ctx, void *p, size_t size)
+{
+    (void)ctx;
+    if ((char *)p == next_arena)
+        next_arena = NULL;
+    munmap(p, size);
+}
+
+/* The zygote's own allocations while it serves must not write into the
+ * collapsed heap: a page there is shared with the children, and the zygote's
+ * copy-on-write fault splits its whole 2 MiB page back into 512 entries that
+ * every later fork copies and every exit tears down (glibc's malloc, reusing
+ * the holes imports left, split all of the heap's huge pages in the first
+ * batch). So the holes are taken for good, the heap is collapsed only below
+ * the top chunk, and the supervisor's allocations come from the top. The
+ * holes were resident already: taking them costs no memory. */
+static uintptr_t heap_cap = UINTPTR_MAX;
+
+#ifdef GLIBC_HEAP
+static uintptr_t top_chunk(void)
+{
+    return (uintptr_t)sbrk(0) - mallinfo2().keepcost;
+}
+
+static void take_holes_of(size_t size)
+{
+    uintptr_t top = top_chunk();
+    for (int i = 0; i < (1 << 20); i++) {
+        void *volatile p = malloc(size); /* volatile: the compiler drops a malloc it sees leak */
+        /* Kept even when it came from the top: freed, a small chunk would
+         * wait in the tcache, a hole below the top again. */
+        if (!p || (uintptr_t)p >= top)
+            return;
+    }
+}
+
+/* Large sizes halving, then every tcache size class (each class keeps its
+ * own freed chunks, which only a request of that class takes). */
+static void take_holes(void)
+{
+    for (size_t size = 64 << 10; size > 1024; size /= 2)
+        take_holes_of(size);
+    for (size_t size = 1032; size >= 24; size -= 16)
+        take_holes_of(size);
+}
+#endif
+
+void sbx_seal_heap(void)
+{
+    laying_out = false;
+#ifdef GLIBC_HEAP
+    if (heap_cap == UINTPTR_MAX)
+        return;
+    mallopt(M_MMAP_THRESHOLD, 128 << 10); /* the default's starting value */
+    take_holes();                         /* those made since the collapse */
+    /* Chunks freed next to the top joined it below the cap: take them too. */
+    for (uintptr_t top; (top = top_chunk()) < heap_cap;) {
+        size_t gap = heap_cap - top;
+        void *volatile p = malloc(gap < (64 << 10) ? gap : (64 << 10));
+        if (!p)
+            return;
+    }
+#endif
+}
+
 int64_t sbx_collapse_heap(void)
 {
+#ifdef GLIBC_HEAP
+    take_holes();
+    heap_cap = top_chunk();
+#endif
     FILE *maps = fopen("/proc/self/maps", "re");
     if (!maps)
         return -errno;
@@ -24,9 +141,11 @@ int64_t sbx_collapse_heap(void)
         char perms[5], path[256] = "";
         if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %255s", &lo, &hi, perms, path) < 3)
             continue;
-        bool anon = path[0] == '\0' || strcmp(path, "[heap]") == 0;
+        bool heap = strcmp(path, "[heap]") == 0, anon = path[0] == '\0' || heap;
         if (!anon || perms[0] != 'r' || perms[1] != 'w' || perms[3] != 'p')
             continue;
+        if (heap && hi > heap_cap)
+            hi = heap_cap;
         unsigned long a = (lo + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), b = hi & ~(HUGE_PAGE - 1);
         if (b <= a)
             continue;

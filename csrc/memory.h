@@ -5,11 +5,20 @@
 #ifndef SBX_MEMORY_H
 #define SBX_MEMORY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Ask for huge pages on every private writable anonymous mapping of the
  * calling process and collapse what can be collapsed now. Returns the bytes
  * collapsed (>= 0) or -errno; kernels without THP simply collapse nothing. */
 int64_t sbx_collapse_heap(void);
+/* Before the warm-up's imports: lay what they allocate out so that it can be
+ * collapsed (sbx_arena_* are pymalloc's arena allocator meanwhile). */
+void sbx_lay_out_heap(void);
+void *sbx_arena_alloc(void *ctx, size_t size);
+void sbx_arena_free(void *ctx, void *p, size_t size);
+/* Called once before the zygote's first fork: from here on its allocations
+ * stay out of the collapsed heap. */
+void sbx_seal_heap(void);
 
 #endif

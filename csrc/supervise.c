@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "children.h"
+#include "memory.h"
 #include "notify.h"
 #include "outcome.h"
 #include "snapshot.h"
@@ -376,6 +377,7 @@ int sbx_serve(int in_fd, int out_fd, const struct sbx_config *cfg, struct sbx_jo
     s.children.queue = &s.queue;
     s.snapshots = (struct snapshot_cache){.cfg = cfg, .children = &s.children};
     int rc;
+    sbx_seal_heap();
     s.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (s.devnull < 0)
         return -errno;

@@ -13,6 +13,7 @@ from sandbox._core cimport (SBX_END_CLEAN, SBX_END_UNSPLIT, SBX_EXIT_SETUP, SBX_
                             SBX_FILTER_PLAIN, SBX_FILTER_THREADS, SBX_KILL_NONE, SBX_KILL_OUTPUT,
                             SBX_KILL_TIMEOUT, sbx_child_finish, sbx_classify, sbx_facts, sbx_outcome,
                             sbx_child_receive, sbx_child_step_done, sbx_collapse_heap,
+                            sbx_arena_alloc, sbx_arena_free, sbx_lay_out_heap,
                             sbx_config, sbx_filter, sbx_job, sbx_landlock_abi,
                             sbx_landlock_ruleset_new, sbx_policy_compile, sbx_policy_dump,
                             sbx_policy_entry, sbx_policy_notify_unsupported, sbx_request, sbx_syscall_number,
@@ -20,6 +21,11 @@ from sandbox._core cimport (SBX_END_CLEAN, SBX_END_UNSPLIT, SBX_EXIT_SETUP, SBX_
 
 
 cdef extern from "Python.h":
+    ctypedef struct PyObjectArenaAllocator:
+        void *ctx
+        void *(*alloc)(void *ctx, size_t size) noexcept
+        void (*free)(void *ctx, void *ptr, size_t size) noexcept
+    void PyObject_SetArenaAllocator(PyObjectArenaAllocator *allocator)
     void PyOS_BeforeFork()
     void PyOS_AfterFork_Parent()
     void PyOS_AfterFork_Child()
@@ -140,6 +146,18 @@ def landlock_abi() -> int:
     """The kernel's Landlock ABI version, or 0 when it has none."""
     cdef int abi = sbx_landlock_abi()
     return abi if abi > 0 else 0
+
+
+cdef PyObjectArenaAllocator _arenas
+
+
+def lay_out_heap() -> None:
+    """Before the warm-up: allocate so that collapse_heap() can collapse."""
+    _arenas.ctx = NULL
+    _arenas.alloc = sbx_arena_alloc
+    _arenas.free = sbx_arena_free
+    PyObject_SetArenaAllocator(&_arenas)
+    sbx_lay_out_heap()
 
 
 def collapse_heap() -> int:

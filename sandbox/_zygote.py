@@ -225,6 +225,7 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(2, 1)
     started = time.perf_counter()
+    _core.lay_out_heap()
     failures = []
     for name in cfg.preload:
         try:
