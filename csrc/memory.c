@@ -1,6 +1,7 @@
 #include "memory.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,8 +126,53 @@ void sbx_seal_heap(void)
 #endif
 }
 
+/* Fork copies every page-table entry of a mapping that holds private pages,
+ * the entries of its clean file pages too (a library's relocated segments,
+ * its data). Those are dropped: whoever reads them again faults them back
+ * in from the page cache, with the same contents. */
+static void drop_file_pages(void)
+{
+    const unsigned long page = (unsigned long)sysconf(_SC_PAGESIZE);
+    int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    FILE *maps = fopen("/proc/self/maps", "re");
+    if (pagemap < 0 || !maps)
+        goto out;
+    char line[512];
+    while (fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        char perms[5], path[256] = "";
+        if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %255s", &lo, &hi, perms, path) < 4 ||
+            path[0] != '/' || perms[2] == 'x' || perms[3] != 'p')
+            continue;
+        unsigned long at = lo, run = 0; /* run: start of clean file pages before `at` */
+        while (at < hi) {
+            uint64_t entries[512]; /* pagemap: bit 63 present, bit 61 a file page */
+            size_t n = (hi - at) / page < 512 ? (hi - at) / page : 512;
+            if (pread(pagemap, entries, n * 8, (off_t)(at / page * 8)) != (ssize_t)(n * 8))
+                break;
+            for (size_t i = 0; i < n; i++, at += page) {
+                bool clean = (entries[i] >> 63 & 1) && (entries[i] >> 61 & 1);
+                if (clean && !run)
+                    run = at;
+                if (!clean && run) {
+                    madvise((void *)run, at - run, MADV_DONTNEED);
+                    run = 0;
+                }
+            }
+        }
+        if (run) /* only pages read above: a private one dropped would lose its writes */
+            madvise((void *)run, at - run, MADV_DONTNEED);
+    }
+out:
+    if (maps)
+        fclose(maps);
+    if (pagemap >= 0)
+        close(pagemap);
+}
+
 int64_t sbx_collapse_heap(void)
 {
+    drop_file_pages();
 #ifdef GLIBC_HEAP
     take_holes();
     heap_cap = top_chunk();

@@ -1,7 +1,8 @@
 /* Making fork cheap: fork copies one page-table entry per 4 KiB page of the
  * zygote's anonymous memory (~6.7 ms for a warm sympy here), but one entry
- * per 2 MiB huge page. The zygote's heap is collapsed into huge pages once,
- * after its imports and warm-up. */
+ * per 2 MiB huge page, and an exit tears them down again. The zygote lays
+ * its warm-up's memory out for huge pages, collapses it once after the
+ * warm-up, and keeps it so while it serves. */
 #ifndef SBX_MEMORY_H
 #define SBX_MEMORY_H
 
@@ -9,8 +10,9 @@
 #include <stdint.h>
 
 /* Ask for huge pages on every private writable anonymous mapping of the
- * calling process and collapse what can be collapsed now. Returns the bytes
- * collapsed (>= 0) or -errno; kernels without THP simply collapse nothing. */
+ * calling process and collapse what can be collapsed now; drop the entries
+ * of clean file pages in mappings fork copies. Returns the bytes collapsed
+ * (>= 0) or -errno; kernels without THP simply collapse nothing. */
 int64_t sbx_collapse_heap(void);
 /* Before the warm-up's imports: lay what they allocate out so that it can be
  * collapsed (sbx_arena_* are pymalloc's arena allocator meanwhile). */

@@ -161,7 +161,8 @@ def lay_out_heap() -> None:
 
 
 def collapse_heap() -> int:
-    """Move this process's anonymous memory onto huge pages; returns bytes collapsed."""
+    """Move this process's anonymous memory onto huge pages (and drop its
+    clean file pages' entries, which fork would copy); returns bytes collapsed."""
     cdef long long n = sbx_collapse_heap()
     _check(<int>n if n < 0 else 0, "collapse heap")
     return n
