@@ -41,10 +41,11 @@ TIMEOUT_S = 5.0
 
 FLOOR_SCRIPT = r"""
 import gc, os, sys, time, json
+from sandbox import _core
+_core.lay_out_heap()
 import sympy, numpy
 exec(sys.argv[1])
 gc.collect(); gc.freeze()
-from sandbox import _core
 _core.collapse_heap()
 def trial(run):
     t = time.perf_counter()

@@ -129,19 +129,18 @@ int sbx_children_spawn_spare(struct children *t, const struct sbx_config *cfg, i
         .filter_threads = cfg->filter_threads,
         .filter_notify = notify ? cfg->filter_notify : NULL,
     };
-    if (cfg->before_fork)
-        cfg->before_fork();
+    /* Without the interpreter's fork hooks (PyOS_BeforeFork): the zygote runs
+     * no other thread and is inside no import, and their writes (locks,
+     * reference counts) would copy pages the children share, splitting
+     * huge pages. The child runs PyOS_AfterFork_Child. */
     pid_t pid = fork();
     if (pid == 0) {
         sbx_child_prepare(&plan);
         job->plan = plan;
         return 1;
     }
-    int fork_errno = errno;
-    if (cfg->after_fork_parent)
-        cfg->after_fork_parent();
     if (pid < 0) {
-        rc = -fork_errno;
+        rc = -errno;
         goto fail;
     }
     close_fd(&out[1]);

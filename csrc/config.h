@@ -23,9 +23,6 @@ struct sbx_config {
     int max_running;             /* programs running at normal priority */
     double demote_after_s;       /* a program running longer is demoted */
     int nofile;
-    /* Fork hooks of the embedding interpreter (may be NULL). */
-    void (*before_fork)(void);
-    void (*after_fork_parent)(void);
 };
 
 /* What a spare keeps once sbx_serve returns in it: the plan of its setup,

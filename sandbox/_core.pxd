@@ -81,8 +81,6 @@ cdef extern from "config.h" nogil:
         int max_running
         double demote_after_s
         int nofile
-        void (*before_fork)() noexcept
-        void (*after_fork_parent)() noexcept
 
     struct sbx_job:
         sbx_child_plan plan

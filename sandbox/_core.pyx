@@ -26,8 +26,6 @@ cdef extern from "Python.h":
         void *(*alloc)(void *ctx, size_t size) noexcept
         void (*free)(void *ctx, void *ptr, size_t size) noexcept
     void PyObject_SetArenaAllocator(PyObjectArenaAllocator *allocator)
-    void PyOS_BeforeFork()
-    void PyOS_AfterFork_Parent()
     void PyOS_AfterFork_Child()
 
 
@@ -61,14 +59,6 @@ cdef int _check(int rc, str what) except -1:
     if rc < 0:
         raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
     return rc
-
-
-cdef void _before_fork() noexcept:
-    PyOS_BeforeFork()
-
-
-cdef void _after_fork_parent() noexcept:
-    PyOS_AfterFork_Parent()
 
 
 cdef object _job(char *code, sbx_request *job):
@@ -235,8 +225,6 @@ def serve(int in_fd, int out_fd, *, bint seccomp, landlock_paths, int drop_uid,
     cfg.max_running = max_running
     cfg.demote_after_s = demote_after_s
     cfg.nofile = nofile
-    cfg.before_fork = _before_fork
-    cfg.after_fork_parent = _after_fork_parent
     try:
         if seccomp:
             _check(sbx_policy_compile(SBX_FILTER_PLAIN, &_plain), "seccomp policy")
@@ -256,8 +244,7 @@ def serve(int in_fd, int out_fd, *, bint seccomp, landlock_paths, int drop_uid,
             cfg.ruleset_fd = _check(sbx_landlock_ruleset_new(paths, len(encoded)),
                                     "landlock ruleset")
         on_ready()
-        # The zygote runs no other thread, so the GIL stays held: the fork
-        # hooks of the interpreter need it.
+        # The GIL stays held: a spare returns into the interpreter from here.
         rc = sbx_serve(in_fd, out_fd, &cfg, &_spare_job)
         if rc == 1:
             PyOS_AfterFork_Child()
