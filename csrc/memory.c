@@ -130,49 +130,46 @@ void sbx_seal_heap(void)
  * the entries of its clean file pages too (a library's relocated segments,
  * its data). Those are dropped: whoever reads them again faults them back
  * in from the page cache, with the same contents. */
-static void drop_file_pages(void)
+static void drop_clean_file_pages(int pagemap, unsigned long lo, unsigned long hi)
 {
     const unsigned long page = (unsigned long)sysconf(_SC_PAGESIZE);
-    int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    FILE *maps = fopen("/proc/self/maps", "re");
-    if (pagemap < 0 || !maps)
-        goto out;
-    char line[512];
-    while (fgets(line, sizeof line, maps)) {
-        unsigned long lo, hi;
-        char perms[5], path[256] = "";
-        if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %255s", &lo, &hi, perms, path) < 4 ||
-            path[0] != '/' || perms[2] == 'x' || perms[3] != 'p')
-            continue;
-        unsigned long at = lo, run = 0; /* run: start of clean file pages before `at` */
-        while (at < hi) {
-            uint64_t entries[512]; /* pagemap: bit 63 present, bit 61 a file page */
-            size_t n = (hi - at) / page < 512 ? (hi - at) / page : 512;
-            if (pread(pagemap, entries, n * 8, (off_t)(at / page * 8)) != (ssize_t)(n * 8))
-                break;
-            for (size_t i = 0; i < n; i++, at += page) {
-                bool clean = (entries[i] >> 63 & 1) && (entries[i] >> 61 & 1);
-                if (clean && !run)
-                    run = at;
-                if (!clean && run) {
-                    madvise((void *)run, at - run, MADV_DONTNEED);
-                    run = 0;
-                }
+    unsigned long at = lo, run = 0; /* run: start of clean file pages before `at` */
+    while (at < hi) {
+        uint64_t entries[512]; /* pagemap: bit 63 present, bit 61 a file page */
+        size_t n = (hi - at) / page < 512 ? (hi - at) / page : 512;
+        if (pread(pagemap, entries, n * 8, (off_t)(at / page * 8)) != (ssize_t)(n * 8))
+            break;
+        for (size_t i = 0; i < n; i++, at += page) {
+            bool clean = (entries[i] >> 63 & 1) && (entries[i] >> 61 & 1);
+            if (clean && !run)
+                run = at;
+            if (!clean && run) {
+                madvise((void *)run, at - run, MADV_DONTNEED);
+                run = 0;
             }
         }
-        if (run) /* only pages read above: a private one dropped would lose its writes */
-            madvise((void *)run, at - run, MADV_DONTNEED);
     }
-out:
-    if (maps)
-        fclose(maps);
-    if (pagemap >= 0)
-        close(pagemap);
+    if (run) /* only pages read above: a private one dropped would lose its writes */
+        madvise((void *)run, at - run, MADV_DONTNEED);
+}
+
+/* Collapse 2 MiB at a time: one region that cannot be collapsed (EINVAL,
+ * EAGAIN) must not stop the others. Returns the bytes collapsed. */
+static int64_t collapse(unsigned long lo, unsigned long hi)
+{
+    unsigned long a = (lo + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), b = hi & ~(HUGE_PAGE - 1);
+    int64_t collapsed = 0;
+    if (b <= a)
+        return 0;
+    madvise((void *)a, b - a, MADV_HUGEPAGE);
+    for (unsigned long p = a; p < b; p += HUGE_PAGE)
+        if (madvise((void *)p, HUGE_PAGE, MADV_COLLAPSE) == 0)
+            collapsed += (int64_t)HUGE_PAGE;
+    return collapsed;
 }
 
 int64_t sbx_collapse_heap(void)
 {
-    drop_file_pages();
 #ifdef GLIBC_HEAP
     take_holes();
     heap_cap = top_chunk();
@@ -180,28 +177,23 @@ int64_t sbx_collapse_heap(void)
     FILE *maps = fopen("/proc/self/maps", "re");
     if (!maps)
         return -errno;
+    int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     char line[512];
     int64_t collapsed = 0;
     while (fgets(line, sizeof line, maps)) {
         unsigned long lo, hi;
         char perms[5], path[256] = "";
-        if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %255s", &lo, &hi, perms, path) < 3)
+        if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %255s", &lo, &hi, perms, path) < 3 ||
+            perms[3] != 'p')
             continue;
-        bool heap = strcmp(path, "[heap]") == 0, anon = path[0] == '\0' || heap;
-        if (!anon || perms[0] != 'r' || perms[1] != 'w' || perms[3] != 'p')
-            continue;
-        if (heap && hi > heap_cap)
-            hi = heap_cap;
-        unsigned long a = (lo + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), b = hi & ~(HUGE_PAGE - 1);
-        if (b <= a)
-            continue;
-        madvise((void *)a, b - a, MADV_HUGEPAGE);
-        /* Collapse 2 MiB at a time: one region that cannot be collapsed
-         * (EINVAL, EAGAIN) must not stop the others. */
-        for (unsigned long p = a; p < b; p += HUGE_PAGE)
-            if (madvise((void *)p, HUGE_PAGE, MADV_COLLAPSE) == 0)
-                collapsed += (int64_t)HUGE_PAGE;
+        bool heap = strcmp(path, "[heap]") == 0;
+        if ((path[0] == '\0' || heap) && perms[0] == 'r' && perms[1] == 'w')
+            collapsed += collapse(lo, heap && hi > heap_cap ? heap_cap : hi);
+        else if (path[0] == '/' && perms[2] != 'x' && pagemap >= 0)
+            drop_clean_file_pages(pagemap, lo, hi);
     }
+    if (pagemap >= 0)
+        close(pagemap);
     fclose(maps);
     return collapsed;
 }
