@@ -19,18 +19,16 @@
 
 #define HUGE_PAGE (2UL << 20)
 
-/* Laying the warm-up's memory out for huge pages. Between sbx_lay_out_heap
- * and sbx_seal_heap, glibc serves large blocks from the heap (not from
- * mappings of their own, too small and unaligned to collapse), and
- * pymalloc's 1 MiB arenas come in pairs from 2 MiB-aligned mappings (the
- * interpreter maps each alone, where none can sit on a huge page). Children
- * get plain arenas and glibc's starting threshold back. */
-static bool laying_out;
+/* Laying the warm-up's memory out for huge pages. From sbx_lay_out_heap to
+ * sbx_collapse_heap, glibc serves large blocks from the heap (not from
+ * mappings of their own, too small and unaligned to collapse), and, while
+ * the caller installs sbx_arena_alloc as pymalloc's arena allocator, its
+ * 1 MiB arenas come in pairs from 2 MiB-aligned mappings (the interpreter
+ * maps each alone, where none can sit on a huge page). */
 static char *next_arena; /* the second half of the last aligned pair */
 
 void sbx_lay_out_heap(void)
 {
-    laying_out = true;
 #ifdef GLIBC_HEAP
     mallopt(M_MMAP_THRESHOLD, 32 << 20); /* glibc's maximum */
 #endif
@@ -39,7 +37,7 @@ void sbx_lay_out_heap(void)
 void *sbx_arena_alloc(void *ctx, size_t size)
 {
     (void)ctx;
-    if (!laying_out || size != HUGE_PAGE / 2) {
+    if (size != HUGE_PAGE / 2) { /* the interpreter's other virtual memory */
         void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         return p == MAP_FAILED ? NULL : p;
     }
@@ -59,14 +57,6 @@ void *sbx_arena_alloc(void *ctx, size_t size)
     madvise(pair, HUGE_PAGE, MADV_HUGEPAGE);
     next_arena = pair + size;
     return pair;
-}
-
-void sbx_arena_free(void *ctx, void *p, size_t size)
-{
-    (void)ctx;
-    if ((char *)p == next_arena)
-        next_arena = NULL;
-    munmap(p, size);
 }
 
 /* The zygote's own allocations while it serves must not write into the
@@ -110,12 +100,10 @@ static void take_holes(void)
 
 void sbx_seal_heap(void)
 {
-    laying_out = false;
 #ifdef GLIBC_HEAP
     if (heap_cap == UINTPTR_MAX)
         return;
-    mallopt(M_MMAP_THRESHOLD, 128 << 10); /* the default's starting value */
-    take_holes();                         /* those made since the collapse */
+    take_holes(); /* those made since the collapse */
     /* Chunks freed next to the top joined it below the cap: take them too. */
     for (uintptr_t top; (top = top_chunk()) < heap_cap;) {
         size_t gap = heap_cap - top;
@@ -171,6 +159,7 @@ static int64_t collapse(unsigned long lo, unsigned long hi)
 int64_t sbx_collapse_heap(void)
 {
 #ifdef GLIBC_HEAP
+    mallopt(M_MMAP_THRESHOLD, 128 << 10); /* the default's starting value */
     take_holes();
     heap_cap = top_chunk();
 #endif

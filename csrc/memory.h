@@ -14,11 +14,11 @@
  * of clean file pages in mappings fork copies. Returns the bytes collapsed
  * (>= 0) or -errno; kernels without THP simply collapse nothing. */
 int64_t sbx_collapse_heap(void);
-/* Before the warm-up's imports: lay what they allocate out so that it can be
- * collapsed (sbx_arena_* are pymalloc's arena allocator meanwhile). */
+/* Before the warm-up's imports: lay what they allocate out so that
+ * sbx_collapse_heap can collapse it (sbx_arena_alloc is pymalloc's arena
+ * allocator meanwhile; its arenas are freed with munmap, as the default's). */
 void sbx_lay_out_heap(void);
 void *sbx_arena_alloc(void *ctx, size_t size);
-void sbx_arena_free(void *ctx, void *p, size_t size);
 /* Called once before the zygote's first fork: from here on its allocations
  * stay out of the collapsed heap. */
 void sbx_seal_heap(void);

@@ -120,4 +120,3 @@ cdef extern from "memory.h" nogil:
     long long sbx_collapse_heap()
     void sbx_lay_out_heap()
     void *sbx_arena_alloc(void *ctx, size_t size)
-    void sbx_arena_free(void *ctx, void *p, size_t size)

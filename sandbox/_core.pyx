@@ -13,7 +13,7 @@ from sandbox._core cimport (SBX_END_CLEAN, SBX_END_UNSPLIT, SBX_EXIT_SETUP, SBX_
                             SBX_FILTER_PLAIN, SBX_FILTER_THREADS, SBX_KILL_NONE, SBX_KILL_OUTPUT,
                             SBX_KILL_TIMEOUT, sbx_child_finish, sbx_classify, sbx_facts, sbx_outcome,
                             sbx_child_receive, sbx_child_step_done, sbx_collapse_heap,
-                            sbx_arena_alloc, sbx_arena_free, sbx_lay_out_heap,
+                            sbx_arena_alloc, sbx_lay_out_heap,
                             sbx_config, sbx_filter, sbx_job, sbx_landlock_abi,
                             sbx_landlock_ruleset_new, sbx_policy_compile, sbx_policy_dump,
                             sbx_policy_entry, sbx_policy_notify_unsupported, sbx_request, sbx_syscall_number,
@@ -25,6 +25,7 @@ cdef extern from "Python.h":
         void *ctx
         void *(*alloc)(void *ctx, size_t size) noexcept
         void (*free)(void *ctx, void *ptr, size_t size) noexcept
+    void PyObject_GetArenaAllocator(PyObjectArenaAllocator *allocator)
     void PyObject_SetArenaAllocator(PyObjectArenaAllocator *allocator)
     void PyOS_AfterFork_Child()
 
@@ -138,21 +139,25 @@ def landlock_abi() -> int:
     return abi if abi > 0 else 0
 
 
-cdef PyObjectArenaAllocator _arenas
+cdef PyObjectArenaAllocator _interpreter_arenas, _paired_arenas
 
 
 def lay_out_heap() -> None:
-    """Before the warm-up: allocate so that collapse_heap() can collapse."""
-    _arenas.ctx = NULL
-    _arenas.alloc = sbx_arena_alloc
-    _arenas.free = sbx_arena_free
-    PyObject_SetArenaAllocator(&_arenas)
+    """Before the warm-up: allocate so that collapse_heap() can collapse
+    (until then, arenas in 2 MiB-aligned pairs)."""
+    PyObject_GetArenaAllocator(&_interpreter_arenas)
+    _paired_arenas = _interpreter_arenas
+    _paired_arenas.alloc = sbx_arena_alloc
+    PyObject_SetArenaAllocator(&_paired_arenas)
     sbx_lay_out_heap()
 
 
 def collapse_heap() -> int:
-    """Move this process's anonymous memory onto huge pages (and drop its
-    clean file pages' entries, which fork would copy); returns bytes collapsed."""
+    """After the warm-up: the interpreter's own allocators back, then this
+    process's anonymous memory onto huge pages (and its clean file pages'
+    entries, which fork would copy, dropped); returns bytes collapsed."""
+    if _paired_arenas.alloc != NULL:
+        PyObject_SetArenaAllocator(&_interpreter_arenas)
     cdef long long n = sbx_collapse_heap()
     _check(<int>n if n < 0 else 0, "collapse heap")
     return n
