@@ -37,6 +37,7 @@ from sandbox._sandbox import DEFAULT_WARMUP  # noqa: E402
 from sandbox._worker import zygote_env  # noqa: E402
 
 CALL_SIZE = 12  # one MCTS expansion
+STEP_FLOOR = "bare forks, no isolation (bench/step_floor.py)"
 TIMEOUT_S = 5.0
 
 FLOOR_SCRIPT = r"""
@@ -75,6 +76,17 @@ def measure_floor() -> dict:
     env["PYTHONPATH"] = os.path.dirname(HERE)
     proc = subprocess.run(
         [sys.executable, "-c", FLOOR_SCRIPT, DEFAULT_WARMUP], capture_output=True, text=True, env=env, check=True
+    )
+    return json.loads(proc.stdout)
+
+
+def measure_step_floor(n_problems: int, workers: int) -> dict:
+    """bench/step_floor.py: the step workload with forks alone (its docstring)."""
+    env = zygote_env()
+    env["PYTHONPATH"] = os.path.dirname(HERE)
+    script = os.path.join(HERE, "step_floor.py")
+    proc = subprocess.run(
+        [sys.executable, script, str(n_problems), str(workers)], capture_output=True, text=True, env=env, check=True
     )
     return json.loads(proc.stdout)
 
@@ -320,10 +332,13 @@ def print_table(report: dict) -> None:
                 f"{row['plain_forks_per_program']:.2f} / {row['calls_forks_per_program']:.2f} | "
                 f"{p['live']} ({p['memory_mb']:.0f} MiB) / {c['live']} ({c['memory_mb']:.0f} MiB)"
             )
+        elif "plain_forks_per_program" in row:
+            snap = f"— | {row['plain_forks_per_program']:.2f} / — | —"
         else:
             snap = "— | — | —"
         print(
-            f"| {row['executor']} | {row['workers']} | {row['plain_per_s']:.1f} | {row['calls_per_s']:.1f} | {snap} |"
+            f"| {row['executor']} | {row['workers']} | {row['plain_per_s']:.1f} | {fmt(row.get('calls_per_s'))} "
+            f"| {snap} |"
         )
     print("\nsnapshots that cannot pay (no shared prefix) and trailing-newline variants of the tree:")
     print("\n| workers | case | prog/s | steps from a snapshot | forks per program | live snapshots at the end |")
@@ -341,13 +356,15 @@ def print_table(report: dict) -> None:
         )
     for workers, by_peer in report["ratios"].items():
         print(f"\n{workers} workers: print(1) / raw floor {by_peer['print1_vs_floor']:.2f}x (<= 1.5)")
+        print(f"  step form, plain: sandbox / bare forks {by_peer['steps_vs_floor']:.2f}x")
         for peer, r in by_peer.items():
-            if peer == "print1_vs_floor":
+            if not isinstance(r, dict):
                 continue
             print(
                 f"  sandbox / {peer}: plain {r['plain']:.2f}x, calls of 12 {r['calls']:.2f}x, "
                 f"full wall {r['full_wall']:.2f}x (<= 0.33), print(1) {r['print1']:.3f}x (<= 0.1); "
-                f"step form: plain {r['steps_plain']:.2f}x (>= 1.5), calls of 12 {r['steps_calls']:.2f}x (>= 5)"
+                f"step form: plain {r['steps_plain']:.2f}x (>= 1.5; bare forks reach {r['step_floor_plain']:.2f}x), "
+                f"calls of 12 {r['steps_calls']:.2f}x (>= 5)"
             )
 
 
@@ -361,7 +378,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = parser.parse_args(argv)
 
-    workload = make_workload(n_problems=16 if args.quick else 52)
+    n_problems = 16 if args.quick else 52
+    workload = make_workload(n_problems)
     full = [p.source for p in workload]
     plain = [p.source for p in workload if p.kind != "endless"]
     calls = plain[:120]
@@ -394,6 +412,8 @@ def main(argv: list[str] | None = None) -> dict:
             pools["ToRA PythonExecutor"] = ToraExecutor(args.tora, workers, TIMEOUT_S)
         rows = {"sandbox (ours)": ours}
         step_rows = {"sandbox, steps (ours)": bench_steps(workers, tree, n_steps)}
+        settle()
+        floor_row = measure_step_floor(n_problems, workers)
         for name, ex in pools.items():
             rows[name] = bench_pool(ex, plain, full, calls, max(10, n_lat // 5))
             step_rows[name] = bench_pool_steps(ex, tree)
@@ -415,6 +435,11 @@ def main(argv: list[str] | None = None) -> dict:
             }
             for name in pools
         }
+        report["step_rows"].append({"executor": STEP_FLOOR, "workers": workers, **floor_row})
+        for name in pools:
+            pool_steps = step_rows[name]["plain_per_s"]
+            report["ratios"][workers][name]["step_floor_plain"] = floor_row["plain_per_s"] / pool_steps
+        report["ratios"][workers]["steps_vs_floor"] = steps["plain_per_s"] / floor_row["plain_per_s"]
         report["snapshot_waste"][workers] = bench_snapshot_waste(workers, tree)
         report["ratios"][workers]["print1_vs_floor"] = ours["print1"]["p50_ms"] / (report["floor"]["fork_print"] * 1e3)
     print_table(report)
