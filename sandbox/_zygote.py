@@ -172,6 +172,34 @@ class Steps:
         return None if caught else codes
 
 
+WARM_RUNS = 32  # well past the executions after which 3.11 specialises a code object
+WARM_STEPS = (b"# a step\nx = [i * 2 for i in range(3)]\nprint(x, end='')", b"y = x[0] + 1", b"undefined_name + 1")
+
+
+def warm_runner() -> None:
+    """In the zygote: take the path of a child's job (steps split, compiled,
+    run, an error reported) until the interpreter has specialised its code,
+    so that each child inherits that instead of specialising (and so copying)
+    the runner's code objects again."""
+    payload = b"".join(struct.pack("<I", len(step)) + step for step in WARM_STEPS)
+    main = types.ModuleType("__warm__")
+    sink = io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = sink
+    try:
+        for _ in range(WARM_RUNS):
+            steps = Steps.split(payload, len(WARM_STEPS))
+            codes = Steps.compile(steps, 0) or []
+            for code in codes:
+                _exec(main, code)
+            _usage()
+            _flush()
+            sink.seek(0)
+            sink.truncate()
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def run_job(main: types.ModuleType, job: _core.Job | None) -> NoReturn:
     """In a child: run its job, and the jobs of the children forked from it
     when it is kept as a snapshot. Never returns: the core ends the process
@@ -237,6 +265,7 @@ def main() -> None:
             exec(compile(cfg.warmup, "<warmup>", "exec"), {"__name__": "__warmup__"})
         except Exception as exc:
             failures.append(f"warm-up: {_error_line(exc)}")
+    warm_runner()
     # Children must not touch (and so copy) the pre-warmed heap when they collect.
     gc.collect()
     gc.freeze()

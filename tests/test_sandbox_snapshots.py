@@ -45,6 +45,17 @@ def test_each_step_runs_once(snap):
     assert later.snapshot_steps == 4 and later.stdout.endswith("step 3 6\n6\n")
 
 
+def test_the_runner_warm_up_reaches_no_program(snap):
+    """The zygote takes a job's path before it forks (zygote.warm_runner):
+    none of its names, output or line count reach a program."""
+    names = "names = sorted(k for k in globals() if not k.startswith('__'))"
+    steps = snap.run([names, "print(names)\nundefined_after + 1"])
+    assert steps.stdout == "[]\n"
+    assert 'File "<program>", line 3' in steps.stderr
+    joined = snap.run(names + "\nprint(names)\n1 / 0")
+    assert joined.stdout == "[]\n" and "line 3" in joined.stderr
+
+
 def test_benchmark_workload_same_as_from_scratch(snap, fresh):
     programs = tree_order(make_workload(n_problems=10, seed=3))
     # Every program but the never-ending ones takes milliseconds: a limit far
