@@ -437,7 +437,7 @@ class Sandbox:
             while ready or any(w.in_flight for w in self._workers) or (inbox is not None and inbox.open):
                 # One request beyond the slots hides the round trip.
                 held_back: deque[_Job] = deque()
-                while ready:
+                while ready and any(w.load <= self._slots for w in self._workers):
                     job = ready.popleft()
                     chosen = self._worker_for(job)
                     if chosen is None:
@@ -449,6 +449,7 @@ class Sandbox:
                         w.send(request_id, job.index, _frame(request_id, job))
                     except (BrokenPipeError, OSError):
                         self._replace(sel, w, results, "zygote exited")
+                held_back.extend(ready)  # every zygote is full: the rest wait their turn, in order
                 ready = held_back
                 for key, _ in sel.select(timeout=1.0):
                     if key.data is inbox:
