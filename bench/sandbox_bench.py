@@ -41,13 +41,9 @@ STEP_FLOOR = "bare forks, no isolation (bench/step_floor.py)"
 TIMEOUT_S = 5.0
 
 FLOOR_SCRIPT = r"""
-import gc, os, sys, time, json
-from sandbox import _core
-_core.lay_out_heap()
-import sympy, numpy
-exec(sys.argv[1])
-gc.collect(); gc.freeze()
-_core.collapse_heap()
+import os, sys, time, json
+from step_floor import warm_like_a_zygote
+warm_like_a_zygote(("sympy", "numpy"), sys.argv[1])
 def trial(run):
     t = time.perf_counter()
     r, w = os.pipe()
@@ -71,24 +67,21 @@ print(json.dumps(out))
 """
 
 
-def measure_floor() -> dict:
+def run_json(args: list[str]) -> dict:
+    """A floor measurement in a fresh interpreter with a zygote's environment."""
     env = zygote_env()
-    env["PYTHONPATH"] = os.path.dirname(HERE)
-    proc = subprocess.run(
-        [sys.executable, "-c", FLOOR_SCRIPT, DEFAULT_WARMUP], capture_output=True, text=True, env=env, check=True
-    )
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE), HERE])
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, check=True)
     return json.loads(proc.stdout)
+
+
+def measure_floor() -> dict:
+    return run_json(["-c", FLOOR_SCRIPT, DEFAULT_WARMUP])
 
 
 def measure_step_floor(n_problems: int, workers: int) -> dict:
     """bench/step_floor.py: the step workload with forks alone (its docstring)."""
-    env = zygote_env()
-    env["PYTHONPATH"] = os.path.dirname(HERE)
-    script = os.path.join(HERE, "step_floor.py")
-    proc = subprocess.run(
-        [sys.executable, script, str(n_problems), str(workers)], capture_output=True, text=True, env=env, check=True
-    )
-    return json.loads(proc.stdout)
+    return run_json([os.path.join(HERE, "step_floor.py"), str(n_problems), str(workers)])
 
 
 def percentile(values: list[float], q: float) -> float:

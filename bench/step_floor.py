@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import io
 import json
 import os
@@ -32,6 +33,19 @@ from sandbox import _core  # noqa: E402
 from sandbox._sandbox import DEFAULT_PRELOAD, DEFAULT_WARMUP  # noqa: E402
 
 REPEATS = 3
+
+
+def warm_like_a_zygote(preload: tuple[str, ...] | list[str], warmup: str) -> None:
+    """What a zygote does before it serves (sandbox/_zygote.py: main): its
+    memory laid out for huge pages, the imports and warm-up, the heap frozen
+    and collapsed. Also the raw floor's setup (sandbox_bench.FLOOR_SCRIPT)."""
+    _core.lay_out_heap()
+    for name in preload:
+        importlib.import_module(name)
+    exec(warmup, {"__name__": "__warmup__"})
+    gc.collect()
+    gc.freeze()
+    _core.collapse_heap()
 
 
 def run_step(namespace: dict, source: str) -> None:
@@ -81,17 +95,11 @@ def run_all(paths: list[list[Program]], workers: int) -> None:
 
 def main() -> None:
     n_problems, workers = int(sys.argv[1]), int(sys.argv[2])
-    _core.lay_out_heap()
-    for name in DEFAULT_PRELOAD:
-        __import__(name)
-    exec(DEFAULT_WARMUP, {"__name__": "__warmup__"})
     tree = tree_order([p for p in make_workload(n_problems) if p.kind != "endless"])
     paths: dict[int, list[Program]] = {}
     for program in tree:
         paths.setdefault(program.problem, []).append(program)
-    gc.collect()
-    gc.freeze()
-    _core.collapse_heap()
+    warm_like_a_zygote(DEFAULT_PRELOAD, DEFAULT_WARMUP)
     rates = []
     for _ in range(REPEATS):
         t = time.perf_counter()
