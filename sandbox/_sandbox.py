@@ -368,9 +368,13 @@ class Sandbox:
                 at = self._affinity.get((job.limits, job.steps[:k]))
                 if at is not None:
                     w = self._workers[at]
-                    return w if w.load <= self._slots else None
+                    return w if self._has_room(w) else None
         w = min(self._workers, key=lambda w: w.load)
-        return w if w.load <= self._slots else None
+        return w if self._has_room(w) else None
+
+    def _has_room(self, w: Worker) -> bool:
+        """Room for one request beyond the slots, which hides the round trip."""
+        return w.load <= self._slots
 
     def _remember(self, job: _Job, result: Result, worker: int) -> None:
         """Which zygote may hold snapshots of this job's prefixes, and that a
@@ -437,7 +441,7 @@ class Sandbox:
             while ready or any(w.in_flight for w in self._workers) or (inbox is not None and inbox.open):
                 # One request beyond the slots hides the round trip.
                 held_back: deque[_Job] = deque()
-                while ready and any(w.load <= self._slots for w in self._workers):
+                while ready and any(self._has_room(w) for w in self._workers):
                     job = ready.popleft()
                     chosen = self._worker_for(job)
                     if chosen is None:
