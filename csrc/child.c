@@ -268,8 +268,6 @@ char *sbx_child_receive(const struct sbx_child_plan *plan, struct sbx_request *j
 
 /* ---- snapshots ------------------------------------------------------- */
 
-enum forked_as { FORKED_FOR_JOB, FORKED_AS_SNAPSHOT };
-
 /* Fork a sibling through the zygote. It answers the clone's notification by
  * putting the child's descriptors at SBX_GIVEN_FD.. in this process first;
  * the parent closes them again. Returns as fork() does. */
@@ -284,7 +282,7 @@ static pid_t mediated_fork(void)
 
 /* In the new sibling: its own process group, death with the zygote, the
  * descriptors it was given, then say who it is. */
-static void settle_forked(const struct sbx_child_plan *plan, enum forked_as as)
+static void settle_forked(const struct sbx_child_plan *plan)
 {
     int rc = 0;
     if (setpgid(0, 0) < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
@@ -293,13 +291,8 @@ static void settle_forked(const struct sbx_child_plan *plan, enum forked_as as)
         rc = -ESRCH;
     if (rc < 0)
         _exit(SBX_EXIT_SETUP);
-    if (as == FORKED_FOR_JOB) {
-        if (dup2(SBX_GIVEN_FD, 1) < 0 || dup2(SBX_GIVEN_FD + 1, 2) < 0)
-            _exit(SBX_EXIT_SETUP);
-    } else if (dup2(0, 1) < 0 || dup2(0, 2) < 0) { /* a snapshot prints nothing */
-        _exit(SBX_EXIT_SETUP);
-    }
-    if (dup2(SBX_GIVEN_FD + 2, SBX_CHILD_REPORT_FD) < 0 ||
+    if (dup2(SBX_GIVEN_FD, 1) < 0 || dup2(SBX_GIVEN_FD + 1, 2) < 0 ||
+        dup2(SBX_GIVEN_FD + 2, SBX_CHILD_REPORT_FD) < 0 ||
         dup2(SBX_GIVEN_FD + 3, SBX_CHILD_JOB_FD) < 0)
         _exit(SBX_EXIT_SETUP);
     for (int fd = SBX_GIVEN_FD; fd < SBX_GIVEN_FD + SBX_GIVEN_COUNT; fd++)
@@ -327,18 +320,21 @@ static int limit_cpu(double left)
 }
 
 /* A snapshot: wait for jobs and fork a child for each; returns in that
- * child with the job's payload (or in the snapshot itself, when the zygote
- * answers the clone with 0: the job runs in place of the snapshot). Exits
- * when the zygote closes the job pipe. */
+ * child with the job's payload, or in the snapshot itself for a job sent to
+ * run in place (the snapshot's descriptors become that program's: nothing
+ * is forked or handed over). Exits when the zygote closes the job pipe. */
 static char *serve_jobs(const struct sbx_child_plan *plan, struct sbx_request *job)
 {
     for (;;) {
         char *code = read_job(job);
         if (!code)
             _exit(0);
-        pid_t pid = mediated_fork();
-        if (pid == 0) {
-            settle_forked(plan, FORKED_FOR_JOB);
+        bool run_here = job->flags & SBX_FLAG_IN_PLACE;
+        if (!run_here && mediated_fork() == 0) {
+            settle_forked(plan);
+            run_here = true;
+        }
+        if (run_here) {
             if (limit_cpu(job->cpu_s) < 0)
                 _exit(SBX_EXIT_SETUP);
             return code;
@@ -356,7 +352,7 @@ char *sbx_child_step_done(const struct sbx_child_plan *plan, double cpu_s, int64
         return NULL;
     if (mediated_fork() != 0)
         return NULL;
-    settle_forked(plan, FORKED_AS_SNAPSHOT);
+    settle_forked(plan);
     return serve_jobs(plan, job);
 }
 
@@ -364,14 +360,11 @@ char *sbx_child_finish(const struct sbx_child_plan *plan, int exit_code, uint32_
                        double cpu_s, int64_t peak_rss_kb, uint64_t private_kb, const char *report,
                        size_t report_len, struct sbx_request *job)
 {
-    bool keep = flags & SBX_END_CLEAN;
-    /* A snapshot's output pipes must be closed before the end is told: the
-     * zygote answers once it has both. */
-    if (keep && (dup2(0, 1) < 0 || dup2(0, 2) < 0))
-        keep = false;
+    /* On a clean end the output pipes stay open (see SBX_END_CLEAN): the
+     * zygote answers on the mark, and a program may continue here. */
     (void)write_mark(SBX_MARK_END, exit_code, flags, cpu_s, peak_rss_kb, private_kb, report,
                      report_len);
-    if (!keep) {
+    if (!(flags & SBX_END_CLEAN)) {
         for (int fd = 0; fd <= SBX_CHILD_JOB_FD; fd++)
             close(fd);
         _exit(exit_code);

@@ -65,14 +65,15 @@ char *sbx_child_receive(const struct sbx_child_plan *plan, struct sbx_request *j
 /* Between two steps: report that a step ended normally and do what the
  * zygote answers. Returns NULL to go on with the next step. If the zygote
  * asked for a snapshot, the forked copy becomes that snapshot and serves
- * jobs: it returns only in a child forked for a job, with the job's payload
- * (*job is its header). */
+ * jobs: it returns only in a child forked for a job, or in the snapshot
+ * itself for a job that runs in place, with the job's payload (*job is its
+ * header). */
 char *sbx_child_step_done(const struct sbx_child_plan *plan, double cpu_s, int64_t peak_rss_kb,
                           uint64_t private_kb, struct sbx_request *job);
 
 /* The program ended: report it. Unless `flags` has SBX_END_CLEAN the process
  * exits here. Otherwise it becomes the snapshot of its last step and returns
- * only in a child forked for a job, as sbx_child_step_done does. */
+ * only with a job, as sbx_child_step_done does. */
 char *sbx_child_finish(const struct sbx_child_plan *plan, int exit_code, uint32_t flags,
                        double cpu_s, int64_t peak_rss_kb, uint64_t private_kb, const char *report,
                        size_t report_len, struct sbx_request *job);

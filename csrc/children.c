@@ -175,7 +175,7 @@ fail:
     return rc;
 }
 
-struct child *sbx_children_add_unborn(struct children *t, enum child_state state, bool with_output)
+struct child *sbx_children_add_unborn(struct children *t, enum child_state state, bool with_pipes)
 {
     struct child *c = record_new(PROC_UNBORN);
     if (!c)
@@ -183,7 +183,7 @@ struct child *sbx_children_add_unborn(struct children *t, enum child_state state
     /* The zygote keeps its ends; the others wait in `given` for the clone. */
     int p[SBX_GIVEN_COUNT][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
     int rc = 0;
-    for (int i = with_output ? GIVEN_STDOUT : GIVEN_REPORT; i < SBX_GIVEN_COUNT && rc == 0; i++)
+    for (int i = 0; with_pipes && i < SBX_GIVEN_COUNT && rc == 0; i++)
         rc = open_pipe(p[i], i != GIVEN_JOB);
     c->out_fd = p[GIVEN_STDOUT][0], c->given[GIVEN_STDOUT] = p[GIVEN_STDOUT][1];
     c->err_fd = p[GIVEN_STDERR][0], c->given[GIVEN_STDERR] = p[GIVEN_STDERR][1];
@@ -352,9 +352,14 @@ void sbx_child_drop(struct child *c)
 void sbx_child_hand_over(struct children *t, struct child *src, struct child *c, double base_cpu)
 {
     c->base_cpu = base_cpu;
-    sbx_child_born(c, src->pid, src->pidfd); /* its pid mark only confirms it */
+    sbx_child_born(c, src->pid, src->pidfd);
+    c->job_fd = src->job_fd;
+    c->out_fd = src->out_fd;
+    c->err_fd = src->err_fd;
+    c->rep_fd = src->rep_fd;
+    c->notified = src->notified;
     src->pid = 0;
-    src->pidfd = -1;
+    src->pidfd = src->job_fd = src->out_fd = src->err_fd = src->rep_fd = -1;
     src->proc = PROC_NONE;
     set_state(t, src, CHILD_ENDING);
 }
@@ -389,7 +394,7 @@ bool sbx_child_owes_result(const struct child *c)
 
 bool sbx_child_output_done(const struct child *c)
 {
-    return c->out_fd < 0 && c->err_fd < 0;
+    return c->output_in || (c->out_fd < 0 && c->err_fd < 0);
 }
 
 bool sbx_child_finished(const struct child *c)

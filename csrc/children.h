@@ -52,7 +52,6 @@ struct snapshot {
     uint64_t private_bytes;  /* estimated from the pages its prefix wrote */
     uint64_t last_used;
     struct child *pending; /* a job sent to it, whose clone is not seen yet */
-    bool released;         /* that job runs in this process: no longer a snapshot */
 };
 
 struct child {
@@ -68,7 +67,7 @@ struct child {
     double started, deadline;
     bool ended;      /* its end mark arrived: `end` holds it */
     bool notified;   /* its process creation is notified to this zygote */
-    bool in_place;   /* runs in the process of the snapshot it came from */
+    bool output_in;  /* it ended clean: all it printed is in, its pipes stay open */
     double base_cpu; /* CPU seconds that process had used before this program */
     struct sbx_mark end;
     enum sbx_kill_reason killed;
@@ -94,9 +93,10 @@ struct children {
  * 0 in the zygote, -errno on failure. */
 int sbx_children_spawn_spare(struct children *t, const struct sbx_config *cfg, int devnull,
                              bool notify, struct sbx_job *job);
-/* An UNBORN record with its pipes open (stdout and stderr only
- * `with_output`); NULL if it could not be made (nothing is left behind). */
-struct child *sbx_children_add_unborn(struct children *t, enum child_state state, bool with_output);
+/* An UNBORN record, with the pipes a forked process is given (`with_pipes`)
+ * or none (it is to take over a snapshot's process, sbx_child_hand_over);
+ * NULL if it could not be made (nothing is left behind). */
+struct child *sbx_children_add_unborn(struct children *t, enum child_state state, bool with_pipes);
 struct child *sbx_children_idle_spare(const struct children *t);
 /* Free the records sbx_child_finished says are done with. */
 void sbx_children_sweep(struct children *t);
@@ -124,8 +124,8 @@ void sbx_child_end(struct children *t, struct child *c);
 void sbx_child_born(struct child *c, pid_t pid, int pidfd);
 /* UNBORN -> NONE: its process will not come. */
 void sbx_child_drop(struct child *c);
-/* In place: snapshot src's process goes on as c's (c: UNBORN -> LIVE,
- * src: -> NONE and ENDING). */
+/* In place: snapshot src's process and its descriptors go on as c's (c:
+ * UNBORN -> LIVE, src: -> NONE and ENDING). */
 void sbx_child_hand_over(struct children *t, struct child *src, struct child *c, double base_cpu);
 /* LIVE -> REAPED if its process ended. */
 void sbx_child_reap(struct child *c);

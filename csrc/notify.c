@@ -9,7 +9,6 @@
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <linux/seccomp.h>
 
@@ -107,20 +106,6 @@ static int give_fds(int listener, uint64_t id, struct child *target)
     return 0;
 }
 
-/* The CPU seconds a live process has used; 0 or -errno. */
-static int process_cpu(pid_t pid, double *seconds)
-{
-    clockid_t clock;
-    struct timespec ts;
-    int rc = clock_getcpuclockid(pid, &clock); /* returns the error, no errno */
-    if (rc != 0)
-        return -rc;
-    if (clock_gettime(clock, &ts) < 0)
-        return -errno;
-    *seconds = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-    return 0;
-}
-
 /* kill and kin from a process under the notify filter: its own pid as the
  * first argument (single-threaded there, so tid = pid) or nothing. */
 static bool signals_itself(const struct seccomp_notif *n)
@@ -156,10 +141,9 @@ static struct child *clone_target(const struct children *t, const struct seccomp
     return NULL;
 }
 
-/* Let the clone through for `target` (in place: answer it 0 and let the
- * asker's process go on as target's). 0, or -errno if it cannot be. */
-static int let_through(struct snapshot_cache *sc, int listener, const struct seccomp_notif *n,
-                       struct child *asker, struct child *target, struct seccomp_notif_resp *resp)
+/* Let the clone through for `target`. 0, or -errno if it cannot be. */
+static int let_through(int listener, const struct seccomp_notif *n, struct child *asker,
+                       struct child *target, struct seccomp_notif_resp *resp)
 {
     if (asker->state == CHILD_SNAPSHOT)
         sbx_snapshot_detach(target);
@@ -167,9 +151,6 @@ static int let_through(struct snapshot_cache *sc, int listener, const struct sec
         asker->asked_fork = NULL;
     target->source = NULL;
     int rc = give_fds(listener, n->id, target);
-    double base_cpu = 0;
-    if (rc == 0 && target->in_place && (rc = process_cpu(asker->pid, &base_cpu)) == 0)
-        sbx_child_hand_over(sc->children, asker, target, base_cpu);
     for (int i = 0; i < SBX_GIVEN_COUNT; i++)
         if (target->given[i] >= 0) {
             close(target->given[i]);
@@ -177,7 +158,7 @@ static int let_through(struct snapshot_cache *sc, int listener, const struct sec
         }
     if (rc == 0) {
         resp->error = 0;
-        resp->flags = target->in_place ? 0 : SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
     }
     return rc;
 }
@@ -198,7 +179,7 @@ static void handle_one(struct snapshot_cache *sc, struct seccomp_notif *n,
     resp->error = -EPERM;
     struct child *asker;
     struct child *target = clone_target(sc->children, n, &asker);
-    if (target && let_through(sc, listener, n, asker, target, resp) < 0)
+    if (target && let_through(listener, n, asker, target, resp) < 0)
         sbx_snapshot_abandon(sc, target);
     (void)seccomp_notify_respond(listener, resp);
 }

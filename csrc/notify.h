@@ -3,10 +3,9 @@
  * every process creation to this zygote, which lets through exactly one
  * clone (CLONE_PARENT | SIGCHLD, so the child is the zygote's) per fork it
  * asked for on the job pipe, handing the child's descriptors over in the
- * same notification. Everything else is answered EPERM. The last program
- * its caller has for a prefix runs in the snapshot itself: the descriptors
- * are handed over the same way but the clone is answered 0 without letting
- * it through, so the snapshot goes on as that program's process. */
+ * same notification. Everything else is answered EPERM. (The last program
+ * its caller has for a prefix runs in the snapshot itself, without a clone:
+ * see sbx_snapshot_start.) */
 #ifndef SBX_NOTIFY_H
 #define SBX_NOTIFY_H
 

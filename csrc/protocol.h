@@ -19,6 +19,9 @@
  * whose prefixes are never reused pays for no snapshot. Not part of the
  * limits. */
 #define SBX_FLAG_KEEP_END 4u
+/* Zygote -> snapshot only: run this job in the snapshot's own process, on
+ * its descriptors, without forking (the last program for that prefix). */
+#define SBX_FLAG_IN_PLACE 8u
 
 /* Outcome classes; the numbering is mirrored by sandbox.Status. */
 enum sbx_status {
@@ -81,7 +84,10 @@ enum sbx_mark_kind {
     SBX_MARK_PID = 4,
 };
 /* SBX_MARK_END flags. */
-#define SBX_END_CLEAN   1u /* every step ran and ended normally: may be kept */
+/* Every step ran and ended normally: the process may be kept. Its stdout
+ * and stderr stay open (a program may continue in it); everything it
+ * printed was written to them before this mark. */
+#define SBX_END_CLEAN   1u
 #define SBX_END_UNSPLIT 2u /* these steps cannot run one by one: run from scratch */
 
 struct __attribute__((packed)) sbx_mark {

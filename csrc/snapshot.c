@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -29,8 +30,9 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 
 static struct key_limits limits_of(const struct request *r)
 {
-    return (struct key_limits){r->hdr.cpu_s, r->hdr.memory_bytes, r->hdr.output_bytes,
-                               r->hdr.flags & ~(SBX_FLAG_RELEASE_PREFIX | SBX_FLAG_KEEP_END)};
+    return (struct key_limits){
+        r->hdr.cpu_s, r->hdr.memory_bytes, r->hdr.output_bytes,
+        r->hdr.flags & ~(SBX_FLAG_RELEASE_PREFIX | SBX_FLAG_KEEP_END | SBX_FLAG_IN_PLACE)};
 }
 
 bool sbx_snapshots_on(const struct snapshot_cache *sc)
@@ -59,7 +61,7 @@ static struct snapshot *snapshot_new(const struct request *r, uint32_t steps)
 /* A snapshot, live or being forked, that may still serve a job. */
 static bool is_snapshot(const struct child *c)
 {
-    return c->state == CHILD_SNAPSHOT && c->snap && !c->snap->released &&
+    return c->state == CHILD_SNAPSHOT && c->snap &&
            (c->proc == PROC_UNBORN || c->proc == PROC_LIVE);
 }
 
@@ -177,20 +179,39 @@ void sbx_snapshot_stats(const struct snapshot_cache *sc, uint32_t *count, double
 
 /* ---- forks ------------------------------------------------------------- */
 
+/* The CPU seconds a live process has used; 0 or -errno. */
+static int process_cpu(pid_t pid, double *seconds)
+{
+    clockid_t clock;
+    struct timespec ts;
+    int rc = clock_getcpuclockid(pid, &clock); /* returns the error, no errno */
+    if (rc != 0)
+        return -rc;
+    if (clock_gettime(clock, &ts) < 0)
+        return -errno;
+    *seconds = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    return 0;
+}
+
 int sbx_snapshot_start(struct snapshot_cache *sc, struct child *src, struct request *r, uint32_t k)
 {
-    struct child *c = sbx_children_add_unborn(sc->children, CHILD_RUNNING, true);
+    /* The last program its caller has for this prefix runs in the snapshot
+     * itself: no fork, no descriptors to hand over, and no copy of the pages
+     * the prefix already wrote. */
+    bool in_place = (r->hdr.flags & SBX_FLAG_RELEASE_PREFIX) && k + 1 == r->hdr.n_steps;
+    double base_cpu = 0; /* what the snapshot's process used before this program */
+    if (in_place && process_cpu(src->pid, &base_cpu) < 0)
+        in_place = false;
+    struct child *c = sbx_children_add_unborn(sc->children, CHILD_RUNNING, !in_place);
     if (!c)
         return -ENOMEM;
     c->out.limit = c->err.limit = r->hdr.output_bytes;
     c->from_step = c->steps_done = k;
-    /* The last program its caller has for this prefix runs in the snapshot
-     * itself: no fork, and no copy of the pages the prefix already wrote. */
-    c->in_place = (r->hdr.flags & SBX_FLAG_RELEASE_PREFIX) && k + 1 == r->hdr.n_steps;
     c->prefix_wall = src->snap->wall_s;
     c->prefix_cpu = src->snap->cpu_s;
     size_t off = r->step_end[k - 1];
     struct sbx_request job = r->hdr;
+    job.flags = (r->hdr.flags & ~SBX_FLAG_IN_PLACE) | (in_place ? SBX_FLAG_IN_PLACE : 0);
     /* The CPU limit holds for the whole program: the job gets what the
      * prefix left (the process sets its own limit, see child.c). */
     double cpu_left = r->hdr.cpu_s - c->prefix_cpu;
@@ -213,23 +234,24 @@ int sbx_snapshot_start(struct snapshot_cache *sc, struct child *src, struct requ
     }
     double now = sbx_now();
     c->req = r;
-    c->source = src;
     c->started = now;
     /* The time limits hold for the whole program, prefix included. */
     double left = r->hdr.wall_s - c->prefix_wall;
     c->deadline = r->hdr.wall_s > 0 ? now + (left > 0.01 ? left : 0.01) : 0;
-    src->snap->pending = c;
-    src->snap->released = c->in_place;
     src->snap->last_used = ++sc->clock;
+    if (in_place) {
+        sbx_child_hand_over(sc->children, src, c, base_cpu);
+    } else {
+        c->source = src;
+        src->snap->pending = c;
+    }
     return 0;
 }
 
 void sbx_snapshot_detach(struct child *c)
 {
-    if (c->source && c->source->snap && c->source->snap->pending == c) {
+    if (c->source && c->source->snap && c->source->snap->pending == c)
         c->source->snap->pending = NULL;
-        c->source->snap->released = false;
-    }
     c->source = NULL;
 }
 
@@ -252,7 +274,7 @@ static struct child *snapshot_to_leave(struct snapshot_cache *sc, struct child *
     struct snapshot *snap = snapshot_new(r, c->steps_done);
     struct child *b = NULL;
     if (!snap || held(sc, snap) ||
-        !(b = sbx_children_add_unborn(sc->children, CHILD_SNAPSHOT, false))) {
+        !(b = sbx_children_add_unborn(sc->children, CHILD_SNAPSHOT, true))) {
         sbx_snapshot_free(snap);
         return NULL;
     }

@@ -190,7 +190,12 @@ static void take_marks(struct server *s, struct child *c)
         case SBX_MARK_END:
             c->ended = true;
             c->end = m;
-            c->steps_done += (m.flags & SBX_END_CLEAN) != 0;
+            if (m.flags & SBX_END_CLEAN) {
+                c->steps_done++;
+                /* Its pipes stay open; what it printed before the mark is in. */
+                sbx_child_drain_outputs(c);
+                c->output_in = true;
+            }
             (void)sbx_buf_append(&c->report, c->rep.data + sizeof m, m.len);
             break;
         case SBX_MARK_STEP:
@@ -315,9 +320,12 @@ static int build_pollfds(struct server *s)
     for (size_t i = 0; i < t->n; i++) {
         struct child *c = t->items[i];
         struct pollfd *q = &p[2 + FDS_PER_CHILD * i];
+        /* A snapshot prints nothing; its pipes are for the program that
+         * may continue in its process. */
+        bool printing = c->state != CHILD_SNAPSHOT && !c->output_in;
         q[0] = (struct pollfd){.fd = c->pidfd, .events = POLLIN};
-        q[1] = (struct pollfd){.fd = c->out_fd, .events = POLLIN};
-        q[2] = (struct pollfd){.fd = c->err_fd, .events = POLLIN};
+        q[1] = (struct pollfd){.fd = printing ? c->out_fd : -1, .events = POLLIN};
+        q[2] = (struct pollfd){.fd = printing ? c->err_fd : -1, .events = POLLIN};
         q[3] = (struct pollfd){.fd = c->rep_fd, .events = POLLIN};
     }
     struct pollfd *l = &p[2 + FDS_PER_CHILD * t->n];

@@ -276,6 +276,21 @@ def test_the_last_program_of_a_prefix_runs_in_its_process(snap):
     assert snap.run(base + ["print(3)"], release_prefixes=False).snapshot_steps == 1
 
 
+def test_a_program_continues_in_a_snapshot_left_mid_program(snap, fresh):
+    """Two programs share a prefix that neither is: one of them leaves a
+    snapshot after it. A later program, the last to need it, continues in
+    that snapshot's process and on its pipes, its output after the prefix's."""
+    prefix = ["import sys\nprint('p')", "print('q', file=sys.stderr)"]
+    snap.run_batch([prefix + ["x = 1"], prefix + ["x = 2"]])
+    program = prefix + ["print('b', file=sys.stderr)\nprint('c')\n1 / 0"]
+    got = snap.run(program)
+    assert got.snapshot_steps == 2
+    assert (got.stdout, got.stderr.splitlines()[:2]) == ("p\nc\n", ["q", "b"])
+    assert same(got, fresh.run(program)), got
+    # That process ran `program`: only the snapshot after the first step is left.
+    assert snap.run(prefix + ["print(1)"]).snapshot_steps == 1
+
+
 def test_siblings_share_nothing(snap):
     base = ["state = [1]\nprint('base')"]
     snap.run(base, release_prefixes=False)
