@@ -149,27 +149,37 @@ class Steps:
             warnings.filters[:] = cls.start_filters  # type: ignore[index]  # a list at run time
             for i, src in enumerate(steps):
                 try:
-                    tree = ast.parse(b"\n" * line + src, FILENAME)
-                except (SyntaxError, ValueError):
-                    return None
-                body = tree.body
-                if any(isinstance(s, ast.ImportFrom) and s.module == "__future__" for s in body):
-                    return None
-                if (
-                    first_step + i
-                    and body
-                    and isinstance(body[0], ast.Expr)
-                    and isinstance(body[0].value, ast.Constant)
-                    and isinstance(body[0].value.value, str)
-                ):
-                    # Alone, a leading string would become the module's __doc__.
-                    body.insert(0, ast.copy_location(ast.Pass(), body[0]))
-                try:
-                    codes.append(compile(tree, FILENAME, "exec", dont_inherit=True))
+                    code = _compile_step(b"\n" * line + src, later=first_step + i > 0)
                 except (SyntaxError, ValueError):  # also a warning the filters made an error
                     return None
+                if code is None:
+                    return None
+                codes.append(code)
                 line += src.count(b"\n") + 1
         return None if caught else codes
+
+
+def _compile_step(src: bytes, later: bool) -> types.CodeType | None:
+    """One step as it runs inside the joined program; None if it cannot (a
+    __future__ import). Straight from source when the text shows nothing to
+    look at (the AST round trip costs as much as the compile again)."""
+    if b"__future__" not in src:
+        code = compile(src, FILENAME, "exec", dont_inherit=True)
+        if not (later and "__doc__" in code.co_names):
+            return code
+    body = ast.parse(src, FILENAME).body
+    if any(isinstance(s, ast.ImportFrom) and s.module == "__future__" for s in body):
+        return None
+    if (
+        later
+        and body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
+        # Alone, a leading string would become the module's __doc__.
+        body.insert(0, ast.copy_location(ast.Pass(), body[0]))
+    return compile(ast.Module(body, type_ignores=[]), FILENAME, "exec", dont_inherit=True)
 
 
 WARM_RUNS = 32  # well past the executions after which 3.11 specialises a code object

@@ -214,6 +214,22 @@ def test_steps_that_only_parse_together(snap):
     assert (r.status, r.stdout) == (Status.ERROR, "") and "SyntaxError" in r.error
 
 
+# Steps whose meaning alone differs from theirs in the joined program.
+ALONE_DIFFERS = [
+    ["x = 1", '"""a string first"""', "print(__doc__)"],  # alone it would be the __doc__
+    ['"""the docstring"""\nx = 1', "print(__doc__)"],  # the joined program's own
+    ["x = 1", "from __future__ import annotations\nprint('no')"],  # not first: a SyntaxError
+    ["from __future__ import annotations\ndef f(a: undefined): pass", "print(f.__annotations__)"],
+]
+
+
+@pytest.mark.parametrize("path", ALONE_DIFFERS)
+def test_steps_run_as_in_the_joined_program(snap, fresh, path):
+    snap.run(path[:1], release_prefixes=False)
+    a, b = snap.run(path), fresh.run(path)
+    assert same(a, b), (a, b)
+
+
 # A joined program prints its compile-time warnings before anything runs, under
 # the warning filters it started with, and none if a later step does not parse.
 WARNING_PATHS = [
