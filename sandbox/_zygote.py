@@ -167,7 +167,8 @@ def _compile_step(src: bytes, later: bool) -> types.CodeType | None:
         code = compile(src, FILENAME, "exec", dont_inherit=True)
         if not (later and "__doc__" in code.co_names):
             return code
-    body = ast.parse(src, FILENAME).body
+    tree = ast.parse(src, FILENAME)
+    body = tree.body
     if any(isinstance(s, ast.ImportFrom) and s.module == "__future__" for s in body):
         return None
     if (
@@ -179,7 +180,7 @@ def _compile_step(src: bytes, later: bool) -> types.CodeType | None:
     ):
         # Alone, a leading string would become the module's __doc__.
         body.insert(0, ast.copy_location(ast.Pass(), body[0]))
-    return compile(ast.Module(body, type_ignores=[]), FILENAME, "exec", dont_inherit=True)
+    return compile(tree, FILENAME, "exec", dont_inherit=True)
 
 
 WARM_RUNS = 32  # well past the executions after which 3.11 specialises a code object
