@@ -214,37 +214,28 @@ def test_steps_that_only_parse_together(snap):
     assert (r.status, r.stdout) == (Status.ERROR, "") and "SyntaxError" in r.error
 
 
-# Steps whose meaning alone differs from theirs in the joined program.
+# Steps whose meaning alone differs from theirs in the joined program, with
+# what shows the case happened: a leading string (alone it would become the
+# __doc__), __future__ imports (only first in a program), and compile-time
+# warnings (the joined program prints them before anything runs, under the
+# warning filters it started with, and none if a later step does not parse).
 ALONE_DIFFERS = [
-    ["x = 1", '"""a string first"""', "print(__doc__)"],  # alone it would be the __doc__
-    ['"""the docstring"""\nx = 1', "print(__doc__)"],  # the joined program's own
-    ["x = 1", "from __future__ import annotations\nprint('no')"],  # not first: a SyntaxError
-    ["from __future__ import annotations\ndef f(a: undefined): pass", "print(f.__annotations__)"],
+    (["x = 1", '"""a string first"""', "print(__doc__)"], "None"),
+    (['"""the docstring"""\nx = 1', "print(__doc__)"], "the docstring"),
+    (["x = 1", "from __future__ import annotations\nprint('no')"], "SyntaxError"),
+    (["from __future__ import annotations\ndef f(a: undefined): pass", "print(f.__annotations__)"], "'undefined'"),
+    (["x = 0 if True else 1(2)", "for i in range(2):"], "IndentationError"),
+    (["import sys\nprint('a', file=sys.stderr)", "y = 0 if True else 1(2)\nprint('b')"], "SyntaxWarning"),
+    (["import warnings\nwarnings.simplefilter('error')", "y = 0 if True else 1(2)\nprint('b')"], "SyntaxWarning"),
 ]
 
 
-@pytest.mark.parametrize("path", ALONE_DIFFERS)
-def test_steps_run_as_in_the_joined_program(snap, fresh, path):
+@pytest.mark.parametrize("path, shows", ALONE_DIFFERS)
+def test_steps_run_as_in_the_joined_program(snap, fresh, path, shows):
     snap.run(path[:1], release_prefixes=False)
     a, b = snap.run(path), fresh.run(path)
     assert same(a, b), (a, b)
-
-
-# A joined program prints its compile-time warnings before anything runs, under
-# the warning filters it started with, and none if a later step does not parse.
-WARNING_PATHS = [
-    ["x = 0 if True else 1(2)", "for i in range(2):"],
-    ["import sys\nprint('a', file=sys.stderr)", "y = 0 if True else 1(2)\nprint('b')"],
-    ["import warnings\nwarnings.simplefilter('error')", "y = 0 if True else 1(2)\nprint('b')"],
-]
-
-
-@pytest.mark.parametrize("path", WARNING_PATHS)
-def test_compile_time_warnings_as_from_scratch(snap, fresh, path):
-    snap.run(path[:1], release_prefixes=False)
-    a, b = snap.run(path), fresh.run(path)
-    assert same(a, b), (a, b)
-    assert "SyntaxWarning" in a.stderr or "IndentationError" in a.error
+    assert shows in a.stdout + a.stderr + (a.error or ""), a
 
 
 def test_time_limits_count_the_prefix(snap):
