@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ from sandbox._sandbox import DEFAULT_WARMUP  # noqa: E402
 from sandbox._worker import zygote_env  # noqa: E402
 
 CALL_SIZE = 12  # one MCTS expansion
+PLAIN_REPEATS = 3  # the step form's plain batch, each executor: the median
 STEP_FLOOR = "bare forks, no isolation (bench/step_floor.py)"
 TIMEOUT_S = 5.0
 
@@ -183,12 +185,17 @@ def run_steps(workers: int, programs: list, call_size: int, snapshots: bool = Tr
 
 def bench_steps(workers: int, tree: list, n_steps: int) -> dict:
     """The step form: each program as its steps, in tree order (level by level,
-    a node's children together), from prefix snapshots."""
+    a node's children together), from prefix snapshots. The plain batch is
+    short (about half a second): the median of PLAIN_REPEATS, each on a fresh
+    Sandbox, as for the peers and the bare forks."""
     programs = [list(p.steps) for p in tree]
-    plain_per_s, plain_resumed, plain_stats, plain_forks = run_steps(workers, programs, 0)
+    runs = [run_steps(workers, programs, 0) for _ in range(PLAIN_REPEATS)]
+    _, plain_resumed, plain_stats, plain_forks = runs[0]
+    plain_per_s = statistics.median(r[0] for r in runs)
     calls_per_s, calls_resumed, calls_stats, calls_forks = run_steps(workers, programs, CALL_SIZE)
     return {
         "plain_per_s": plain_per_s,
+        "plain_runs_per_s": [r[0] for r in runs],
         "calls_per_s": calls_per_s,
         "steps": n_steps,
         "plain_from_snapshot": plain_resumed / n_steps,
@@ -230,10 +237,15 @@ def bench_snapshot_waste(workers: int, tree: list) -> dict:
 
 
 def bench_pool_steps(ex, tree: list) -> dict:
-    """A pool executor on the step form's programs, as joined source."""
+    """A pool executor on the step form's programs, as joined source; the
+    plain batch as bench_steps measures it (one pool per call: fresh each)."""
     sources = [p.source for p in tree]
-    plain_s, _ = timed(ex.run_batch, sources)
-    return {"plain_per_s": len(sources) / plain_s, "calls_per_s": in_calls(ex.run_batch, sources)}
+    runs = [len(sources) / timed(ex.run_batch, sources)[0] for _ in range(PLAIN_REPEATS)]
+    return {
+        "plain_per_s": statistics.median(runs),
+        "plain_runs_per_s": runs,
+        "calls_per_s": in_calls(ex.run_batch, sources),
+    }
 
 
 def bench_pool(ex, plain: list[str], full: list[str], calls: list[str], n_lat: int) -> dict:
