@@ -9,10 +9,13 @@
    latency, errors (transport errors and SandboxError answers; must be 0).
    The service cuts each string along the programs it ran before
    (sandbox/_lineage.py), so a node runs from its parent's snapshot;
-3. the same server with `--whole-strings` (strings never cut), and a
-   SandboxFusion-style baseline behind the same HTTP stack: a persistent
-   Python process pool (pebble) that execs each program, no isolation;
-4. `print(1)` latency at 8 clients on both servers.
+3. the same server with `--whole-strings` (strings never cut), and two
+   baselines behind the same HTTP stack: SandboxFusion-style, a persistent
+   Python process pool (pebble) that execs each program, no isolation; and
+   the fork floor (bench/fork_runner.py), a bare process forked per program
+   from a parent warmed as a zygote, no isolation: what any executor that
+   gives each program its own process pays at least;
+4. `print(1)` latency at 8 clients on every server.
 
 Bounded: every configuration runs the same fixed count of programs. Prints
 the table and writes bench/results/serve.json (or --out).
@@ -106,16 +109,21 @@ class PoolRunner:
         self.pool.join()
 
 
-def serve_baseline(port: int, workers: int) -> None:
+def serve_baseline(kind: str, port: int, workers: int) -> None:
     import uvicorn
+    from fork_runner import ForkRunner
 
     from sandbox.serve import ServeConfig, build_app
 
-    app = build_app(ServeConfig(workers=workers), runner_factory=lambda: PoolRunner(workers))
+    # The fork floor gets as many processes at once as the sandbox runs (two slots per zygote).
+    factory = (lambda: PoolRunner(workers)) if kind == POOL else (lambda: ForkRunner(2 * workers))
+    app = build_app(ServeConfig(workers=workers), runner_factory=factory)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 WHOLE = "sandbox, whole strings"  # `serve --whole-strings`: run_code strings not cut
+POOL = "pool baseline"
+FORKS = "fork floor"
 
 # -- load ------------------------------------------------------------------------------
 
@@ -134,7 +142,7 @@ def start(kind: str, workers: int) -> tuple[subprocess.Popen, str]:
         cmd = [sys.executable, "-m", "sandbox", "serve", "--port", str(port), "--workers", str(workers)]
         cmd += ["--whole-strings"] if kind == WHOLE else []
     else:
-        cmd = [sys.executable, __file__, "--serve-baseline", str(port), "--workers", str(workers)]
+        cmd = [sys.executable, __file__, "--serve-baseline", kind, str(port), "--workers", str(workers)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -228,11 +236,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--latency-requests", type=int, default=400)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-baseline", nargs=2, metavar=("KIND", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "serve.json"))
     args = parser.parse_args(argv)
     if args.serve_baseline:
-        serve_baseline(args.serve_baseline, args.workers)
+        kind, port = args.serve_baseline
+        serve_baseline(kind, int(port), args.workers)
         return {}
     # The programs that end: a never-ending one would make every column read its timeout.
     workload = [p for p in tree_order(make_workload(n_problems=60, seed=5)) if p.kind != "endless"]
@@ -247,7 +256,7 @@ def main(argv=None) -> dict:
 
     rows = []
     snapshots: dict = {}
-    for kind in ("sandbox", WHOLE, "pool baseline"):
+    for kind in ("sandbox", WHOLE, POOL, FORKS):
         proc, url = start(kind, args.workers)
         try:
             load(url, ["# warm-up\n" + p for p in programs[:20]], 4)
