@@ -212,24 +212,29 @@ def bench_snapshot_waste(workers: int, tree: list) -> dict:
     each step carries its program's number), snapshots on against off; and
     the tree's programs with each step but the last ending in a newline (a
     path's last step then differs from the same step inside a longer path by
-    that newline alone), which must reuse prefixes as the plain tree does."""
+    that newline alone), which must reuse prefixes as the plain tree does.
+    On and off run PLAIN_REPEATS times each, in pairs whose order alternates
+    (the second of two back-to-back runs reads a few percent apart from the
+    first on this machine): each case is the median of its runs."""
     unique = [[f"# program {i}\n{step}" for step in p.steps] for i, p in enumerate(tree)]
     newline = [[step + "\n" for step in p.steps[:-1]] + [p.steps[-1]] for p in tree]
     n_steps = sum(len(p.steps) for p in tree)
+    runs: dict[str, list] = {}
+    for pair in range(PLAIN_REPEATS):
+        for prefix, call_size in (("unique", 0), ("unique_calls", CALL_SIZE)):
+            for on in (True, False) if pair % 2 == 0 else (False, True):
+                name = f"{prefix}_{'on' if on else 'off'}"
+                runs.setdefault(name, []).append(run_steps(workers, unique, call_size, on))
+    runs["newline_on"] = [run_steps(workers, newline, 0, True)]
     row: dict = {}
-    for name, programs, call_size, snapshots in (
-        ("unique_on", unique, 0, True),
-        ("unique_off", unique, 0, False),
-        ("unique_calls_on", unique, CALL_SIZE, True),
-        ("unique_calls_off", unique, CALL_SIZE, False),
-        ("newline_on", newline, 0, True),
-    ):
-        per_s, resumed, stats, forks = run_steps(workers, programs, call_size, snapshots)
+    for name, measured in runs.items():
+        per_s, resumed, stats, forks = sorted(measured, key=lambda r: r[0])[len(measured) // 2]
         row[name] = {
             "per_s": per_s,
+            "runs_per_s": [r[0] for r in measured],
             "from_snapshot": resumed / n_steps,
             "live_snapshots": stats["live"],
-            "forks_per_program": forks / len(programs),
+            "forks_per_program": forks / len(unique),
         }
     row["unique_ratio"] = row["unique_on"]["per_s"] / row["unique_off"]["per_s"]
     row["unique_calls_ratio"] = row["unique_calls_on"]["per_s"] / row["unique_calls_off"]["per_s"]
