@@ -17,6 +17,7 @@ from typing import Any
 
 from sandbox import _core, _isolation
 from sandbox._protocol import encode_request, encode_steps
+from sandbox._ready import ReadyQueue
 from sandbox._stream import Answers, Done, Inbox, Submission
 from sandbox._types import Limits, Result
 from sandbox._worker import STARTUP_ONLY_ENV, Worker, WorkerStartError
@@ -360,21 +361,15 @@ class Sandbox:
                 )
         return sum(self._extended) >= REUSE_SHARE * max(len(self._extended), 1) > 0
 
-    def _worker_for(self, job: _Job) -> Worker | None:
-        """The zygote that holds the longest prefix of the job's steps (if it
-        has room), else the least loaded one with room; None: wait."""
+    def _holder(self, job: _Job) -> int | None:
+        """The zygote that holds the longest prefix of the job's steps, if
+        one may: the job waits for room there."""
         if job.steps:
             for k in range(len(job.steps) - 1, 0, -1):
                 at = self._affinity.get((job.limits, job.steps[:k]))
                 if at is not None:
-                    w = self._workers[at]
-                    return w if self._has_room(w) else None
-        w = min(self._workers, key=lambda w: w.load)
-        return w if self._has_room(w) else None
-
-    def _has_room(self, w: Worker) -> bool:
-        """Room for one request beyond the slots, which hides the round trip."""
-        return w.load <= self._slots
+                    return at
+        return None
 
     def _remember(self, job: _Job, result: Result, worker: int) -> None:
         """Which zygote may hold snapshots of this job's prefixes, and that a
@@ -404,14 +399,14 @@ class Sandbox:
         patience = max((job.limits.wall_s for job in jobs), default=0.0) + SLACK_S
         by_index: dict[int, _Job] = {}
         waiting: dict[int, list[_Job]] = {}
-        ready: deque[_Job] = deque()
+        ready: ReadyQueue[_Job] = ReadyQueue(len(self._workers))
         next_index = 0
 
         def admit(batch: list[_Job]) -> None:
             for job in batch:
                 by_index[job.index] = job
                 if job.parent is None:
-                    ready.append(job)
+                    ready.add(job, self._holder(job))
                 else:
                     waiting.setdefault(job.parent, []).append(job)
 
@@ -438,23 +433,17 @@ class Sandbox:
                 sel.register(inbox.fileno(), selectors.EVENT_READ, inbox)
                 take_in(inbox)
             last_progress = time.monotonic()
+            restarts = self.restarts
             while ready or any(w.in_flight for w in self._workers) or (inbox is not None and inbox.open):
                 # One request beyond the slots hides the round trip.
-                held_back: deque[_Job] = deque()
-                while ready and any(self._has_room(w) for w in self._workers):
-                    job = ready.popleft()
-                    chosen = self._worker_for(job)
-                    if chosen is None:
-                        held_back.append(job)
-                        continue
-                    w = chosen
+                while (taken := ready.take([w.load for w in self._workers], self._slots)) is not None:
+                    job, at = taken
+                    w = self._workers[at]
                     request_id = next(self._ids)
                     try:
                         w.send(request_id, job.index, _frame(request_id, job))
                     except (BrokenPipeError, OSError):
                         self._replace(sel, w, results, "zygote exited")
-                held_back.extend(ready)  # every zygote is full: the rest wait their turn, in order
-                ready = held_back
                 for key, _ in sel.select(timeout=1.0):
                     if key.data is inbox:
                         take_in(inbox)
@@ -464,7 +453,8 @@ class Sandbox:
                         for index, result in w.frames():
                             results[index] = result
                             self._remember(by_index.pop(index), result, self._workers.index(w))
-                            ready.extend(waiting.pop(index, ()))
+                            for child in waiting.pop(index, ()):
+                                ready.add(child, self._holder(child))
                         last_progress = time.monotonic()
                     else:
                         self._replace(sel, w, results, "zygote exited")
@@ -475,11 +465,14 @@ class Sandbox:
                         if w.in_flight:
                             self._replace(sel, w, results, "zygote stopped answering")
                     last_progress = time.monotonic()
-                # Programs whose prefix program got no answer (its zygote was
-                # replaced) run without waiting for it.
-                for index in [i for i in waiting if results[i] is not None]:
-                    ready.extend(waiting.pop(index))
-                    by_index.pop(index, None)
+                if self.restarts != restarts:
+                    # Programs whose prefix program got no answer (its zygote
+                    # was replaced) run without waiting for it.
+                    restarts = self.restarts
+                    for index in [i for i in waiting if results[i] is not None]:
+                        for child in waiting.pop(index):
+                            ready.add(child, self._holder(child))
+                        by_index.pop(index, None)
 
     def _replace(self, sel: selectors.BaseSelector, w: Worker, results: Results, why: str) -> None:
         sel.unregister(w.fileno())
