@@ -28,6 +28,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
+from baselines import BLAS_ONE_THREAD  # noqa: E402
+
 from sandbox import Limits, Result, Status  # noqa: E402
 
 HEADER = struct.Struct("<Id")  # payload bytes, wall-clock limit (s)
@@ -96,7 +98,9 @@ class ForkRunner:
         self._todo: queue.Queue = queue.Queue()
         self._servers = []
         for _ in range(processes):
-            proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            # One thread per numeric library, as a zygote has: the fork copies one thread.
+            env = {**os.environ, **BLAS_ONE_THREAD}
+            proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
             self._servers.append(proc)
         for proc in self._servers:
             assert proc.stdout is not None
