@@ -399,14 +399,14 @@ class Sandbox:
         patience = max((job.limits.wall_s for job in jobs), default=0.0) + SLACK_S
         by_index: dict[int, _Job] = {}
         waiting: dict[int, list[_Job]] = {}
-        ready: ReadyQueue[_Job] = ReadyQueue(len(self._workers))
+        ready: ReadyQueue[_Job] = ReadyQueue(len(self._workers), self._holder)
         next_index = 0
 
         def admit(batch: list[_Job]) -> None:
             for job in batch:
                 by_index[job.index] = job
                 if job.parent is None:
-                    ready.add(job, self._holder(job))
+                    ready.add(job)
                 else:
                     waiting.setdefault(job.parent, []).append(job)
 
@@ -454,7 +454,7 @@ class Sandbox:
                             results[index] = result
                             self._remember(by_index.pop(index), result, self._workers.index(w))
                             for child in waiting.pop(index, ()):
-                                ready.add(child, self._holder(child))
+                                ready.add(child)
                         last_progress = time.monotonic()
                     else:
                         self._replace(sel, w, results, "zygote exited")
@@ -471,7 +471,7 @@ class Sandbox:
                     restarts = self.restarts
                     for index in [i for i in waiting if results[i] is not None]:
                         for child in waiting.pop(index):
-                            ready.add(child, self._holder(child))
+                            ready.add(child)
                         by_index.pop(index, None)
 
     def _replace(self, sel: selectors.BaseSelector, w: Worker, results: Results, why: str) -> None:
