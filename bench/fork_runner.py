@@ -90,6 +90,32 @@ def serve_forks() -> None:
         answers.flush()
 
 
+def joined(program: str | list[str]) -> str:
+    """A program as source: the baselines run steps as their joined text."""
+    return program if isinstance(program, str) else "\n".join(program)
+
+
+class Gather:
+    """The results of one call's programs by index; `done(results)` once the
+    last is in (at once if there are none), as Sandbox.submit answers."""
+
+    def __init__(self, n: int, done: Callable[[list], None]):
+        self.results: list[Result | None] = [None] * n
+        self._left = n
+        self._lock = threading.Lock()
+        self._done = done
+        if not n:
+            done([])
+
+    def put(self, i: int, result: Result) -> None:
+        self.results[i] = result
+        with self._lock:
+            self._left -= 1
+            if self._left:
+                return
+        self._done(self.results)
+
+
 class ForkRunner:
     """`processes` fork servers; as Sandbox.submit, `done(results)` once every
     program of a call has ended."""
@@ -126,26 +152,9 @@ class ForkRunner:
     def submit(self, programs, done: Callable, limits: Limits | None = None, release_prefixes: bool = True) -> None:
         wall_s = (limits or Limits()).wall_s
         wall_s = wall_s if wall_s and math.isfinite(wall_s) else 3600.0
-        results: list[Result | None] = [None] * len(programs)
-        left = [len(programs)]
-        lock = threading.Lock()
-
-        def answer_for(i: int) -> Callable[[Result], None]:
-            def answer(result: Result) -> None:
-                results[i] = result
-                with lock:
-                    left[0] -= 1
-                    if left[0]:
-                        return
-                done(results)
-
-            return answer
-
-        if not programs:
-            done([])
-        for i, p in enumerate(programs):
-            code = p if isinstance(p, str) else "\n".join(p)  # steps run as their joined source
-            self._todo.put((code, wall_s, answer_for(i)))
+        gather = Gather(len(programs), done)
+        for i, program in enumerate(programs):
+            self._todo.put((joined(program), wall_s, lambda result, i=i: gather.put(i, result)))
 
     def snapshot_stats(self) -> dict[str, float]:
         return {}

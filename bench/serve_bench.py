@@ -72,13 +72,12 @@ class PoolRunner:
 
     def submit(self, programs, done, limits: Limits | None = None, release_prefixes: bool = True) -> None:
         """As Sandbox.submit: `done(results)` once every program has ended."""
-        import threading
         from concurrent.futures import TimeoutError as FutureTimeout
 
+        from fork_runner import Gather, joined
+
         timeout = (limits or Limits()).wall_s
-        results: list[Result | None] = [None] * len(programs)
-        left = [len(programs)]
-        lock = threading.Lock()
+        gather = Gather(len(programs), done)
 
         def finished(i: int, future) -> None:
             try:
@@ -88,18 +87,11 @@ class PoolRunner:
                 result = Result(Status.TIMEOUT, error="timeout")
             except Exception as exc:
                 result = Result.sandbox_error(f"pool: {exc}")
-            results[i] = result
-            with lock:
-                left[0] -= 1
-                if left[0]:
-                    return
-            done(results)
+            gather.put(i, result)
 
-        if not programs:
-            done([])
-        for i, p in enumerate(programs):
-            code = p if isinstance(p, str) else "\n".join(p)  # it runs steps as their joined source
-            self.pool.schedule(_exec, args=(code,), timeout=timeout).add_done_callback(lambda f, i=i: finished(i, f))
+        for i, program in enumerate(programs):
+            future = self.pool.schedule(_exec, args=(joined(program),), timeout=timeout)
+            future.add_done_callback(lambda f, i=i: finished(i, f))
 
     def snapshot_stats(self) -> dict[str, float]:
         return {}
