@@ -23,14 +23,12 @@ class ReadyQueue(Generic[T]):
         self._holder = holder
         self._order = itertools.count()
         self._queues: list[list[tuple[int, T]]] = [[] for _ in range(n_workers + 1)]  # the last: unbound
-        self._len = 0
 
     def __len__(self) -> int:
-        return self._len
+        return sum(map(len, self._queues))
 
     def add(self, item: T) -> None:
         self._push(next(self._order), item, self._holder(item))
-        self._len += 1
 
     def take(self, loads: Sequence[int], max_load: int) -> tuple[T, int] | None:
         """The oldest item that may be sent now and its zygote's index, or
@@ -41,7 +39,6 @@ class ReadyQueue(Generic[T]):
             order, item = heapq.heappop(self._queues[queue])
             holder = self._holder(item)
             if holder == (None if queue == unbound else queue):
-                self._len -= 1
                 return item, worker
             self._push(order, item, holder)  # its snapshot is elsewhere now: wait there
         return None
