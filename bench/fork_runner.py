@@ -123,9 +123,9 @@ class ForkRunner:
     def __init__(self, processes: int):
         self._todo: queue.Queue = queue.Queue()
         self._servers = []
+        # One thread per numeric library, as a zygote has: the fork copies one thread.
+        env = {**os.environ, **BLAS_ONE_THREAD}
         for _ in range(processes):
-            # One thread per numeric library, as a zygote has: the fork copies one thread.
-            env = {**os.environ, **BLAS_ONE_THREAD}
             proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
             self._servers.append(proc)
         for proc in self._servers:

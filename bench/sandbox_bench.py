@@ -183,6 +183,11 @@ def run_steps(workers: int, programs: list, call_size: int, snapshots: bool = Tr
         settle()
 
 
+def median_run(runs: list[tuple]) -> tuple:
+    """The run_steps result whose programs per second is the median (an odd count)."""
+    return sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+
+
 def bench_steps(workers: int, tree: list, n_steps: int) -> dict:
     """The step form: each program as its steps, in tree order (level by level,
     a node's children together), from prefix snapshots. The plain batch is
@@ -190,8 +195,7 @@ def bench_steps(workers: int, tree: list, n_steps: int) -> dict:
     Sandbox, as for the peers and the bare forks."""
     programs = [list(p.steps) for p in tree]
     runs = [run_steps(workers, programs, 0) for _ in range(PLAIN_REPEATS)]
-    _, plain_resumed, plain_stats, plain_forks = runs[0]
-    plain_per_s = statistics.median(r[0] for r in runs)
+    plain_per_s, plain_resumed, plain_stats, plain_forks = median_run(runs)
     calls_per_s, calls_resumed, calls_stats, calls_forks = run_steps(workers, programs, CALL_SIZE)
     return {
         "plain_per_s": plain_per_s,
@@ -228,7 +232,7 @@ def bench_snapshot_waste(workers: int, tree: list) -> dict:
     runs["newline_on"] = [run_steps(workers, newline, 0, True)]
     row: dict = {}
     for name, measured in runs.items():
-        per_s, resumed, stats, forks = sorted(measured, key=lambda r: r[0])[len(measured) // 2]
+        per_s, resumed, stats, forks = median_run(measured)
         row[name] = {
             "per_s": per_s,
             "runs_per_s": [r[0] for r in measured],
