@@ -72,13 +72,12 @@ static bool usable(const struct child *c)
 
 /* The snapshot (live or being forked) with this key. */
 static struct child *lookup(struct snapshot_cache *sc, uint64_t hash, uint32_t steps,
-                            const struct key_limits *lim, const char *code, size_t end,
-                            bool live_only)
+                            const struct key_limits *lim, const char *code, size_t end)
 {
     const struct children *t = sc->children;
     for (size_t i = 0; i < t->n; i++) {
         struct child *c = t->items[i];
-        if (!is_snapshot(c) || (live_only && !usable(c)))
+        if (!is_snapshot(c))
             continue;
         const struct snapshot *p = c->snap;
         if (p->steps == steps && p->hash == hash && p->key_len == sizeof *lim + end &&
@@ -93,7 +92,7 @@ static bool held(struct snapshot_cache *sc, const struct snapshot *snap)
     struct key_limits lim;
     memcpy(&lim, snap->key, sizeof lim);
     return lookup(sc, snap->hash, snap->steps, &lim, snap->key + sizeof lim,
-                  snap->key_len - sizeof lim, false) != NULL;
+                  snap->key_len - sizeof lim) != NULL;
 }
 
 struct child *sbx_snapshot_find(struct snapshot_cache *sc, const struct request *r, uint32_t *k)
@@ -105,7 +104,7 @@ struct child *sbx_snapshot_find(struct snapshot_cache *sc, const struct request 
     for (uint32_t i = 0; i + 1 < r->hdr.n_steps; i++) {
         h = fnv(h, r->key + prev, r->key_end[i] - prev);
         prev = r->key_end[i];
-        struct child *c = lookup(sc, h, i + 1, &lim, r->key, prev, true);
+        struct child *c = lookup(sc, h, i + 1, &lim, r->key, prev);
         if (c) {
             best = c;
             *k = i + 1;

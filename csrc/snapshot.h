@@ -22,7 +22,8 @@ struct snapshot_cache {
 };
 
 bool sbx_snapshots_on(const struct snapshot_cache *sc);
-/* The live snapshot with the longest proper prefix of r's steps; *k its steps. */
+/* The snapshot, live or still being forked, with the longest proper prefix
+ * of r's steps; *k its steps. */
 struct child *sbx_snapshot_find(struct snapshot_cache *sc, const struct request *r, uint32_t *k);
 /* Send r to snapshot src (whose prefix has k steps) as a new RUNNING
  * record; 0 or -errno. */

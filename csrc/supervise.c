@@ -101,8 +101,9 @@ static int send_sandbox_error(struct server *s, const struct request *r, int err
 /* ---- starting programs ---------------------------------------------- */
 
 /* Start one queued request from a snapshot if one holds a prefix of it.
- * Returns 1 if started, 0 if it should go to a spare, -1 if it must wait
- * (its snapshot is busy forking). */
+ * Returns 1 if started, 0 if it should go to a spare, -1 if it must wait:
+ * its snapshot is busy forking, or is itself still being forked (the program
+ * that left it may have answered first; a shorter prefix would redo steps). */
 static int start_from_snapshot(struct server *s, struct request *r)
 {
     if (!r->hdr.n_steps || r->scratch || !sbx_snapshots_on(&s->snapshots))
@@ -111,7 +112,7 @@ static int start_from_snapshot(struct server *s, struct request *r)
     struct child *src = sbx_snapshot_find(&s->snapshots, r, &k);
     if (!src)
         return 0;
-    if (src->snap->pending)
+    if (src->proc != PROC_LIVE || src->snap->pending)
         return -1;
     if (sbx_snapshot_start(&s->snapshots, src, r, k) < 0)
         return 0; /* that snapshot is gone; run it from scratch */
