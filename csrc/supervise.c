@@ -321,9 +321,11 @@ static int build_pollfds(struct server *s)
     for (size_t i = 0; i < t->n; i++) {
         struct child *c = t->items[i];
         struct pollfd *q = &p[2 + FDS_PER_CHILD * i];
-        /* A snapshot prints nothing; its pipes are for the program that
-         * may continue in its process. */
-        bool printing = c->state != CHILD_SNAPSHOT && !c->output_in;
+        /* A live snapshot prints nothing; its pipes are for the program
+         * that may continue in its process. One still being forked is
+         * watched on every pipe: all at EOF, its fork failed. */
+        bool unborn_snapshot = c->state == CHILD_SNAPSHOT && c->proc == PROC_UNBORN;
+        bool printing = (c->state != CHILD_SNAPSHOT || unborn_snapshot) && !c->output_in;
         q[0] = (struct pollfd){.fd = c->pidfd, .events = POLLIN};
         q[1] = (struct pollfd){.fd = printing ? c->out_fd : -1, .events = POLLIN};
         q[2] = (struct pollfd){.fd = printing ? c->err_fd : -1, .events = POLLIN};
