@@ -38,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
+from fork_runner import ForkRunner, Gather, joined  # noqa: E402
 from report import save_report  # noqa: E402
 from workload import make_workload, tree_order  # noqa: E402
 
@@ -74,8 +75,6 @@ class PoolRunner:
         """As Sandbox.submit: `done(results)` once every program has ended."""
         from concurrent.futures import TimeoutError as FutureTimeout
 
-        from fork_runner import Gather, joined
-
         timeout = (limits or Limits()).wall_s
         gather = Gather(len(programs), done)
 
@@ -103,7 +102,6 @@ class PoolRunner:
 
 def serve_baseline(kind: str, port: int, workers: int) -> None:
     import uvicorn
-    from fork_runner import ForkRunner
 
     from sandbox.serve import ServeConfig, build_app
 
