@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 # The pool executors fork their workers from this process: load what a real
 # harness's process has loaded (ToRA's and Qwen2.5-Math's graders import sympy).
@@ -30,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from baselines import PebbleExecutor, SubprocessExecutor  # noqa: E402
+from machine import busy_cpu_s, processes_created, settle  # noqa: E402
 from report import save_report  # noqa: E402
 from workload import make_workload, tree_order  # noqa: E402
 
@@ -135,57 +137,41 @@ def bench_sandbox(workers: int, plain: list[str], full: list[str], calls: list[s
         settle()
 
 
-def settle(max_s: float = 10.0) -> None:
-    """Wait until the CPUs are mostly idle: a closed Sandbox's processes are
-    torn down by the kernel after close() returns, and that must not be
-    billed to the next executor measured."""
-
-    def ticks():
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        return sum(values), values[3] + values[4]
-
-    deadline = time.monotonic() + max_s
-    while time.monotonic() < deadline:
-        total, idle = ticks()
-        time.sleep(0.2)
-        total2, idle2 = ticks()
-        if (idle2 - idle) >= 0.8 * (total2 - total):
-            return
+class StepRun(NamedTuple):
+    per_s: float  # programs per second
+    resumed: int  # steps taken from snapshots
+    stats: dict  # the live snapshots at the end
+    forks: int  # processes the machine created meanwhile
+    cpu_s: float  # CPU seconds the machine was busy meanwhile
 
 
-def processes_created() -> int:
-    """Processes the kernel has created since boot (all of the machine's)."""
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("processes "):
-                return int(line.split()[1])
-    return 0
-
-
-def run_steps(workers: int, programs: list, call_size: int, snapshots: bool = True) -> tuple[float, int, dict, int]:
-    """Programs of steps in calls of `call_size` (all at once if 0) on a fresh
-    Sandbox: programs per second, steps taken from snapshots, the live
-    snapshots at the end, and the processes created meanwhile."""
+def run_steps(workers: int, programs: list, call_size: int, snapshots: bool = True) -> StepRun:
+    """Programs of steps in calls of `call_size` (all at once if 0) on a fresh Sandbox."""
     sb = Sandbox(workers=workers, limits=Limits(wall_s=TIMEOUT_S, cpu_s=TIMEOUT_S), snapshots=snapshots)
     try:
         sb.run_batch(["pass"] * CALL_SIZE)  # first contact
         size = call_size or len(programs)
-        forks = processes_created()
+        forks, cpu = processes_created(), busy_cpu_s()
         t = time.perf_counter()
         resumed = 0
         for i in range(0, len(programs), size):
             resumed += sum(r.snapshot_steps for r in sb.run_batch(programs[i : i + size]))
         per_s = len(programs) / (time.perf_counter() - t)
-        return per_s, resumed, sb.snapshot_stats(), processes_created() - forks
+        return StepRun(per_s, resumed, sb.snapshot_stats(), processes_created() - forks, busy_cpu_s() - cpu)
     finally:
         sb.close()
         settle()
 
 
-def median_run(runs: list[tuple]) -> tuple:
-    """The run_steps result whose programs per second is the median (an odd count)."""
-    return sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+def median_run(runs: list[StepRun]) -> StepRun:
+    """The run whose programs per second is the median (an odd count)."""
+    return sorted(runs, key=lambda r: r.per_s)[len(runs) // 2]
+
+
+def cpu_ms_per_program(cpu_s: list[float], n_programs: int) -> float:
+    """Machine CPU per program over repeated runs of the same batch (all of
+    them: a tick is 10 ms, a plain batch about a second of CPU)."""
+    return 1e3 * sum(cpu_s) / (n_programs * len(cpu_s))
 
 
 def bench_steps(workers: int, tree: list, n_steps: int) -> dict:
@@ -195,19 +181,20 @@ def bench_steps(workers: int, tree: list, n_steps: int) -> dict:
     Sandbox, as for the peers and the bare forks."""
     programs = [list(p.steps) for p in tree]
     runs = [run_steps(workers, programs, 0) for _ in range(PLAIN_REPEATS)]
-    plain_per_s, plain_resumed, plain_stats, plain_forks = median_run(runs)
-    calls_per_s, calls_resumed, calls_stats, calls_forks = run_steps(workers, programs, CALL_SIZE)
+    plain = median_run(runs)
+    calls = run_steps(workers, programs, CALL_SIZE)
     return {
-        "plain_per_s": plain_per_s,
-        "plain_runs_per_s": [r[0] for r in runs],
-        "calls_per_s": calls_per_s,
+        "plain_per_s": plain.per_s,
+        "plain_runs_per_s": [r.per_s for r in runs],
+        "plain_cpu_ms": cpu_ms_per_program([r.cpu_s for r in runs], len(programs)),
+        "calls_per_s": calls.per_s,
         "steps": n_steps,
-        "plain_from_snapshot": plain_resumed / n_steps,
-        "calls_from_snapshot": calls_resumed / n_steps,
-        "plain_snapshots": plain_stats,
-        "calls_snapshots": calls_stats,
-        "plain_forks_per_program": plain_forks / len(programs),
-        "calls_forks_per_program": calls_forks / len(programs),
+        "plain_from_snapshot": plain.resumed / n_steps,
+        "calls_from_snapshot": calls.resumed / n_steps,
+        "plain_snapshots": plain.stats,
+        "calls_snapshots": calls.stats,
+        "plain_forks_per_program": plain.forks / len(programs),
+        "calls_forks_per_program": calls.forks / len(programs),
     }
 
 
@@ -232,13 +219,13 @@ def bench_snapshot_waste(workers: int, tree: list) -> dict:
     runs["newline_on"] = [run_steps(workers, newline, 0, True)]
     row: dict = {}
     for name, measured in runs.items():
-        per_s, resumed, stats, forks = median_run(measured)
+        median = median_run(measured)
         row[name] = {
-            "per_s": per_s,
-            "runs_per_s": [r[0] for r in measured],
-            "from_snapshot": resumed / n_steps,
-            "live_snapshots": stats["live"],
-            "forks_per_program": forks / len(unique),
+            "per_s": median.per_s,
+            "runs_per_s": [r.per_s for r in measured],
+            "from_snapshot": median.resumed / n_steps,
+            "live_snapshots": median.stats["live"],
+            "forks_per_program": median.forks / len(unique),
         }
     row["unique_ratio"] = row["unique_on"]["per_s"] / row["unique_off"]["per_s"]
     row["unique_calls_ratio"] = row["unique_calls_on"]["per_s"] / row["unique_calls_off"]["per_s"]
@@ -249,10 +236,15 @@ def bench_pool_steps(ex, tree: list) -> dict:
     """A pool executor on the step form's programs, as joined source; the
     plain batch as bench_steps measures it (one pool per call: fresh each)."""
     sources = [p.source for p in tree]
-    runs = [len(sources) / timed(ex.run_batch, sources)[0] for _ in range(PLAIN_REPEATS)]
+    runs, cpu = [], []
+    for _ in range(PLAIN_REPEATS):
+        before = busy_cpu_s()
+        runs.append(len(sources) / timed(ex.run_batch, sources)[0])
+        cpu.append(busy_cpu_s() - before)
     return {
         "plain_per_s": statistics.median(runs),
         "plain_runs_per_s": runs,
+        "plain_cpu_ms": cpu_ms_per_program(cpu, len(sources)),
         "calls_per_s": in_calls(ex.run_batch, sources),
     }
 
@@ -332,11 +324,11 @@ def print_table(report: dict) -> None:
         f"{report['workload']['step_form_steps']} steps in tree order; snapshots on):"
     )
     print(
-        "\n| executor | workers | plain prog/s | calls of 12 prog/s | steps from a snapshot "
-        "(plain / calls) | processes forked per program (plain / calls) "
+        "\n| executor | workers | plain prog/s | machine CPU ms per program (plain) | calls of 12 prog/s "
+        "| steps from a snapshot (plain / calls) | processes forked per program (plain / calls) "
         "| live snapshots at the end (plain / calls) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for row in report["step_rows"]:
         snap = ""
         if "plain_snapshots" in row:
@@ -351,8 +343,8 @@ def print_table(report: dict) -> None:
         else:
             snap = "— | — | —"
         print(
-            f"| {row['executor']} | {row['workers']} | {row['plain_per_s']:.1f} | {fmt(row.get('calls_per_s'))} "
-            f"| {snap} |"
+            f"| {row['executor']} | {row['workers']} | {row['plain_per_s']:.1f} | {row['plain_cpu_ms']:.2f} "
+            f"| {fmt(row.get('calls_per_s'))} | {snap} |"
         )
     print("\nsnapshots that cannot pay (no shared prefix) and trailing-newline variants of the tree:")
     print("\n| workers | case | prog/s | steps from a snapshot | forks per program | live snapshots at the end |")
@@ -378,7 +370,8 @@ def print_table(report: dict) -> None:
                 f"  sandbox / {peer}: plain {r['plain']:.2f}x, calls of 12 {r['calls']:.2f}x, "
                 f"full wall {r['full_wall']:.2f}x (<= 0.33), print(1) {r['print1']:.3f}x (<= 0.1); "
                 f"step form: plain {r['steps_plain']:.2f}x (>= 1.5; bare forks reach {r['step_floor_plain']:.2f}x), "
-                f"calls of 12 {r['steps_calls']:.2f}x (>= 5)"
+                f"calls of 12 {r['steps_calls']:.2f}x (>= 5); machine CPU per program, {peer} / sandbox "
+                f"{r['steps_cpu']:.2f}x, {peer} / bare forks {r['step_floor_cpu']:.2f}x"
             )
 
 
@@ -441,6 +434,8 @@ def main(argv: list[str] | None = None) -> dict:
         report["ratios"][workers] = {
             name: {
                 "steps_plain": steps["plain_per_s"] / step_rows[name]["plain_per_s"],
+                # The throughput ratio at equally busy CPUs.
+                "steps_cpu": step_rows[name]["plain_cpu_ms"] / steps["plain_cpu_ms"],
                 "steps_calls": steps["calls_per_s"] / step_rows[name]["calls_per_s"],
                 "plain": ours["plain_per_s"] / rows[name]["plain_per_s"],
                 "calls": ours["calls_per_s"] / rows[name]["calls_per_s"],
@@ -451,8 +446,10 @@ def main(argv: list[str] | None = None) -> dict:
         }
         report["step_rows"].append({"executor": STEP_FLOOR, "workers": workers, **floor_row})
         for name in pools:
-            pool_steps = step_rows[name]["plain_per_s"]
-            report["ratios"][workers][name]["step_floor_plain"] = floor_row["plain_per_s"] / pool_steps
+            pool_steps = step_rows[name]
+            ratios = report["ratios"][workers][name]
+            ratios["step_floor_plain"] = floor_row["plain_per_s"] / pool_steps["plain_per_s"]
+            ratios["step_floor_cpu"] = pool_steps["plain_cpu_ms"] / floor_row["plain_cpu_ms"]
         report["ratios"][workers]["steps_vs_floor"] = steps["plain_per_s"] / floor_row["plain_per_s"]
         report["snapshot_waste"][workers] = bench_snapshot_waste(workers, tree)
         report["ratios"][workers]["print1_vs_floor"] = ours["print1"]["p50_ms"] / (report["floor"]["fork_print"] * 1e3)
