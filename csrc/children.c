@@ -55,8 +55,18 @@ static struct child *record_new(enum child_process proc)
     return c;
 }
 
+/* The clone that was to make c's process is over, one way or the other:
+ * the snapshot that made it no longer waits on it. */
+static void fork_settled(struct child *c)
+{
+    if (c->forked_from && c->forked_from->snap)
+        c->forked_from->snap->unborn_forks--;
+    c->forked_from = NULL;
+}
+
 static void record_free(struct child *c)
 {
+    fork_settled(c);
     close_fd(&c->pidfd);
     close_fd(&c->job_fd);
     close_fd(&c->out_fd);
@@ -207,8 +217,21 @@ struct child *sbx_children_idle_spare(const struct children *t)
     return NULL;
 }
 
+/* A snapshot record about to be freed: the records its clones made forget it. */
+static void forget_maker(struct children *t, const struct child *snapshot)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->items[i]->forked_from == snapshot)
+            t->items[i]->forked_from = NULL;
+}
+
 void sbx_children_sweep(struct children *t)
 {
+    for (size_t i = 0; i < t->n; i++) {
+        struct child *c = t->items[i];
+        if (c->snap && c->snap->unborn_forks && sbx_child_finished(c))
+            forget_maker(t, c);
+    }
     size_t kept = 0;
     for (size_t i = 0; i < t->n; i++) {
         struct child *c = t->items[i];
@@ -315,7 +338,9 @@ void sbx_child_keep(struct children *t, struct child *c, struct snapshot *snap)
 
 void sbx_child_evict(struct children *t, struct child *c)
 {
-    kill(-c->pid, SIGKILL); /* its process group */
+    /* Its process alone, not its group: a snapshot creates no process but
+     * through the zygote, and one it has just forked is in its group until
+     * it sets its own (killing that one only made the job run again). */
     kill(c->pid, SIGKILL);
     set_state(t, c, CHILD_EVICTED);
 }
@@ -338,6 +363,7 @@ void sbx_child_end(struct children *t, struct child *c)
 
 void sbx_child_born(struct child *c, pid_t pid, int pidfd)
 {
+    fork_settled(c);
     c->pid = pid;
     c->pidfd = pidfd;
     c->proc = PROC_LIVE;
@@ -345,6 +371,7 @@ void sbx_child_born(struct child *c, pid_t pid, int pidfd)
 
 void sbx_child_drop(struct child *c)
 {
+    fork_settled(c);
     if (c->proc == PROC_UNBORN)
         c->proc = PROC_NONE;
 }

@@ -52,6 +52,8 @@ struct snapshot {
     uint64_t private_bytes;  /* estimated from the pages its prefix wrote */
     uint64_t last_used;
     struct child *pending; /* a job sent to it, whose clone is not seen yet */
+    int unborn_forks;      /* clones it made whose process has not said who it
+                            * is: killing it could still abort one */
 };
 
 struct child {
@@ -76,8 +78,9 @@ struct child {
     uint32_t from_step;  /* steps that came from a snapshot */
     uint32_t steps_done; /* of its request, so far */
     double prefix_wall, prefix_cpu;
-    struct child *asked_fork; /* the snapshot to fork off at this step's end */
-    struct child *source;     /* the snapshot that forks it, until it does */
+    struct child *asked_fork;  /* the snapshot to fork off at this step's end */
+    struct child *source;      /* the snapshot that forks it, until it does */
+    struct child *forked_from; /* that snapshot after its clone, until this says who it is */
     struct snapshot *snap;
 };
 

@@ -80,6 +80,7 @@ void sbx_notify_pid_mark(struct snapshot_cache *sc, struct child *c, const struc
         sbx_snapshot_abandon(sc, c);
         return;
     }
+    bool from_snapshot = c->forked_from != NULL;
     sbx_child_born(c, m->pid, pidfd);
     if (c->killed != SBX_KILL_NONE) {
         kill(c->pid, SIGKILL);
@@ -87,6 +88,8 @@ void sbx_notify_pid_mark(struct snapshot_cache *sc, struct child *c, const struc
     }
     if (c->state == CHILD_SNAPSHOT)
         sbx_snapshot_went_live(sc, c);
+    else if (from_snapshot)
+        sbx_snapshot_fork_born(sc);
 }
 
 static int give_fds(int listener, uint64_t id, struct child *target)
@@ -159,6 +162,12 @@ static int let_through(int listener, const struct seccomp_notif *n, struct child
     if (rc == 0) {
         resp->error = 0;
         resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        if (asker->state == CHILD_SNAPSHOT && asker->snap) {
+            /* Until target says who it is, the clone may still be under
+             * way in the snapshot: it must not be evicted meanwhile. */
+            target->forked_from = asker;
+            asker->snap->unborn_forks++;
+        }
     }
     return rc;
 }

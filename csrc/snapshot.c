@@ -115,6 +115,12 @@ struct child *sbx_snapshot_find(struct snapshot_cache *sc, const struct request 
 
 /* ---- memory and the LRU ---------------------------------------------- */
 
+/* A snapshot that may be killed now: not forking, not still inside a clone. */
+static bool evictable(const struct child *c)
+{
+    return c->proc == PROC_LIVE && !c->snap->pending && !c->snap->unborn_forks;
+}
+
 /* Evict least recently used snapshots until the count and memory caps hold.
  * A snapshot with a fork in flight, and `keep`, stay. */
 static void enforce_caps(struct snapshot_cache *sc, const struct child *keep)
@@ -130,7 +136,7 @@ static void enforce_caps(struct snapshot_cache *sc, const struct child *keep)
                 continue;
             count++;
             bytes += c->snap->private_bytes;
-            if (c != keep && c->proc == PROC_LIVE && !c->snap->pending &&
+            if (c != keep && evictable(c) &&
                 (!victim || c->snap->last_used < victim->snap->last_used))
                 victim = c;
         }
@@ -148,8 +154,8 @@ static bool room_for_one(const struct snapshot_cache *sc)
         const struct child *c = t->items[i];
         if (is_snapshot(c)) {
             count++;
-            if (c->proc == PROC_LIVE && !c->snap->pending)
-                return true; /* evictable */
+            if (evictable(c))
+                return true;
         }
     }
     return count < sc->cfg->max_snapshots;
@@ -159,6 +165,11 @@ void sbx_snapshot_went_live(struct snapshot_cache *sc, struct child *c)
 {
     c->snap->last_used = ++sc->clock;
     enforce_caps(sc, c);
+}
+
+void sbx_snapshot_fork_born(struct snapshot_cache *sc)
+{
+    enforce_caps(sc, NULL);
 }
 
 void sbx_snapshot_stats(const struct snapshot_cache *sc, uint32_t *count, double *mb)

@@ -35,6 +35,9 @@ void sbx_snapshot_step_done(struct snapshot_cache *sc, struct child *c, const st
 bool sbx_snapshot_keep(struct snapshot_cache *sc, struct child *c);
 /* A forked snapshot's process is known: it may serve forks now. */
 void sbx_snapshot_went_live(struct snapshot_cache *sc, struct child *c);
+/* A process forked from a snapshot is known: that snapshot may be evicted
+ * again if the caps need it. */
+void sbx_snapshot_fork_born(struct snapshot_cache *sc);
 /* c no longer waits for the snapshot it was to come from. */
 void sbx_snapshot_detach(struct child *c);
 /* Give up on a record whose process will not come (or not be used): its
