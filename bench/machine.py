@@ -24,6 +24,12 @@ def busy_cpu_s() -> float:
     return (total - idle) / TICKS_PER_S
 
 
+def cpu_ms_per_program(cpu_s: list[float], n_programs: int) -> float:
+    """Machine CPU per program over repeated runs of the same batch (all of
+    them together: a tick is 10 ms, a plain batch about a second of CPU)."""
+    return 1e3 * sum(cpu_s) / (n_programs * len(cpu_s))
+
+
 def processes_created() -> int:
     """Processes the kernel has created since boot (all of the machine's)."""
     with open("/proc/stat") as f:

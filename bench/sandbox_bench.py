@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from baselines import PebbleExecutor, SubprocessExecutor  # noqa: E402
-from machine import busy_cpu_s, processes_created, settle  # noqa: E402
+from machine import busy_cpu_s, cpu_ms_per_program, processes_created, settle  # noqa: E402
 from report import save_report  # noqa: E402
 from workload import make_workload, tree_order  # noqa: E402
 
@@ -166,12 +166,6 @@ def run_steps(workers: int, programs: list, call_size: int, snapshots: bool = Tr
 def median_run(runs: list[StepRun]) -> StepRun:
     """The run whose programs per second is the median (an odd count)."""
     return sorted(runs, key=lambda r: r.per_s)[len(runs) // 2]
-
-
-def cpu_ms_per_program(cpu_s: list[float], n_programs: int) -> float:
-    """Machine CPU per program over repeated runs of the same batch (all of
-    them: a tick is 10 ms, a plain batch about a second of CPU)."""
-    return 1e3 * sum(cpu_s) / (n_programs * len(cpu_s))
 
 
 def bench_steps(workers: int, tree: list, n_steps: int) -> dict:

@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from machine import busy_cpu_s  # noqa: E402
+from machine import busy_cpu_s, cpu_ms_per_program  # noqa: E402
 from workload import Program, make_workload, tree_order  # noqa: E402
 
 from sandbox import _core  # noqa: E402
@@ -101,18 +101,18 @@ def main() -> None:
     for program in tree:
         paths.setdefault(program.problem, []).append(program)
     warm_like_a_zygote(DEFAULT_PRELOAD, DEFAULT_WARMUP)
-    rates, cpu_s = [], 0.0
+    rates, cpu_s = [], []
     for _ in range(REPEATS):
         t, cpu = time.perf_counter(), busy_cpu_s()
         run_all(list(paths.values()), workers)
         rates.append(len(tree) / (time.perf_counter() - t))
-        cpu_s += busy_cpu_s() - cpu
+        cpu_s.append(busy_cpu_s() - cpu)
     forks = len(paths) + sum(p.kind != "ok" for p in tree)
     print(
         json.dumps(
             {
                 "plain_per_s": sorted(rates)[len(rates) // 2],
-                "plain_cpu_ms": 1e3 * cpu_s / (REPEATS * len(tree)),
+                "plain_cpu_ms": cpu_ms_per_program(cpu_s, len(tree)),
                 "plain_forks_per_program": forks / len(tree),
             }
         )
