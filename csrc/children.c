@@ -277,6 +277,8 @@ static void kill_strays(void)
 
 void sbx_children_shutdown(struct children *t)
 {
+    for (size_t i = 0; i < t->n; i++)
+        t->items[i]->forked_from = NULL; /* all go: none waits on another */
     for (size_t i = 0; i < t->n; i++) {
         struct child *c = t->items[i];
         if (c->proc == PROC_LIVE) {
